@@ -1,0 +1,144 @@
+//! UTC calendar arithmetic and the two timestamp forms the project writes
+//! (RFC 3339 for cmd/go, `YYYYMMDDTHHMMSSZ` for SigV4), without a date crate.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A broken-down UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub nanos: u32,
+}
+
+impl Civil {
+    /// Splits nanoseconds since the Unix epoch (negative allowed) into calendar fields.
+    pub fn from_unix_nanos(nanos: i64) -> Civil {
+        let secs = nanos.div_euclid(1_000_000_000);
+        let sub = nanos.rem_euclid(1_000_000_000) as u32;
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400) as u32;
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            minute: rem / 60 % 60,
+            second: rem % 60,
+            nanos: sub,
+        }
+    }
+
+    /// The calendar fields of a `SystemTime`.
+    pub fn from_system_time(time: SystemTime) -> Civil {
+        Civil::from_unix_nanos(unix_nanos(time))
+    }
+
+    /// RFC 3339 with nanoseconds, as Go's `time.RFC3339Nano` (trailing zeros trimmed).
+    pub fn rfc3339(&self) -> String {
+        let mut out = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        );
+        if self.nanos != 0 {
+            let frac = format!("{:09}", self.nanos);
+            out.push('.');
+            out.push_str(frac.trim_end_matches('0'));
+        }
+        out.push('Z');
+        out
+    }
+
+    /// The SigV4 `x-amz-date` form, `20150830T123600Z`.
+    pub fn amz_date(&self) -> String {
+        format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
+/// Nanoseconds since the Unix epoch, saturating far outside ±292 years.
+pub fn unix_nanos(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+    }
+}
+
+/// The inverse of [`unix_nanos`].
+pub fn from_unix_nanos(nanos: i64) -> SystemTime {
+    if nanos >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(nanos as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(nanos.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        let c = Civil::from_unix_nanos(0);
+        assert_eq!(c.rfc3339(), "1970-01-01T00:00:00Z");
+        // 2015-08-30T12:36:00Z, the SigV4 suite's timestamp.
+        let c = Civil::from_unix_nanos(1_440_938_160 * 1_000_000_000);
+        assert_eq!(c.amz_date(), "20150830T123600Z");
+        // A leap day, with nanoseconds (go prints them trimmed).
+        let c = Civil::from_unix_nanos(1_709_210_096_848_531_745);
+        assert_eq!(c.rfc3339(), "2024-02-29T12:34:56.848531745Z");
+        let c = Civil::from_unix_nanos(1_709_210_096_500_000_000);
+        assert_eq!(c.rfc3339(), "2024-02-29T12:34:56.5Z");
+        // Before the epoch.
+        let c = Civil::from_unix_nanos(-1);
+        assert_eq!(c.rfc3339(), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn system_time_round_trips() {
+        for n in [0i64, 1, -1, 1_709_210_096_848_531_745, -86_400_000_000_123] {
+            assert_eq!(unix_nanos(from_unix_nanos(n)), n);
+        }
+    }
+
+    #[test]
+    fn agrees_with_httpdate_for_many_days() {
+        // httpdate is an independent implementation of the same calendar.
+        for day in (0..40_000i64).step_by(37) {
+            let secs = day * 86_400 + 3_723;
+            let t = from_unix_nanos(secs * 1_000_000_000);
+            let c = Civil::from_system_time(t);
+            let parsed = httpdate::parse_http_date(&format!(
+                "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+                ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(day % 7) as usize],
+                c.day,
+                [
+                    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                    "Dec"
+                ][c.month as usize - 1],
+                c.year,
+                c.hour,
+                c.minute,
+                c.second
+            ))
+            .unwrap();
+            assert_eq!(parsed, t, "day {day}");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Messages on stderr (stdout belongs to the protocol), filtered by verbosity.
+//!
+//! Level 0 is always shown: it is for what the user must know (a setting that cannot
+//! work, the bucket switched off, a local disk failure). Level 1 adds the exit summary,
+//! 2 per-object remote events, 3 everything. No message ever contains a secret.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+static LEVEL: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the verbosity for the whole process.
+pub fn set_level(level: u8) {
+    LEVEL.store(level, Ordering::Relaxed);
+}
+
+/// Whether messages of `level` are shown.
+pub fn enabled(level: u8) -> bool {
+    level <= LEVEL.load(Ordering::Relaxed)
+}
+
+/// Prints `gocacheprog-s3: <message>` on stderr when `level` is enabled.
+#[macro_export]
+macro_rules! log {
+    ($level:expr, $($arg:tt)*) => {
+        if $crate::log::enabled($level) {
+            eprintln!("gocacheprog-s3: {}", format_args!($($arg)*));
+        }
+    };
+}

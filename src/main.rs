@@ -1,0 +1,86 @@
+//! `gocacheprog-s3`: run by cmd/go as `GOCACHEPROG`; speaks the protocol on stdin/stdout.
+use gocacheprog_s3::config::{self, Action, Config, HELP};
+use gocacheprog_s3::local::LocalTier;
+use gocacheprog_s3::protocol::{handshake_line, RequestReader, Responder, Response};
+use gocacheprog_s3::server::{End, Server};
+use gocacheprog_s3::stats::Stats;
+use gocacheprog_s3::{log, log::set_level};
+use std::io::{self, BufReader};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = match config::parse(std::env::args_os().skip(1).collect(), &|k| {
+        std::env::var(k).ok()
+    }) {
+        Ok(Action::Serve(config)) => config,
+        Ok(Action::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Action::Version) => {
+            println!("gocacheprog-s3 {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("gocacheprog-s3: configuration error: {e}");
+            eprintln!("gocacheprog-s3: fix the GOCACHEPROG command line or its GOCACHEPROG_S3_* variables (see gocacheprog-s3 --help)");
+            return ExitCode::from(2);
+        }
+    };
+    set_level(config.verbosity);
+    let stats = Stats::new();
+    // go waits for the handshake before anything else: send it before any slow set-up.
+    let responder = Responder::new(Box::new(io::stdout()));
+    responder.send_line(&handshake_line(&["get", "put", "close"]));
+
+    let local = match LocalTier::open(&config.cache_dir) {
+        Ok(local) => local,
+        Err(e) => {
+            log!(0, "the local cache directory is unusable: {e}; set GOCACHE or --cache-dir to a writable directory");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = Server {
+        local: &local,
+        remote: None,
+        stats: &stats,
+        responder: &responder,
+    };
+    let mut reader = RequestReader::new(BufReader::with_capacity(256 * 1024, io::stdin().lock()));
+    let end = server.run(&mut reader);
+
+    finish(&config, &stats);
+    match end {
+        Ok(End::Close(id)) => {
+            responder.send(&Response {
+                id,
+                ..Default::default()
+            });
+            ExitCode::SUCCESS
+        }
+        Ok(End::Eof) => ExitCode::SUCCESS,
+        Err(e) => {
+            log!(0, "{e}; stopping (entries already stored are intact)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the stats where asked, at the end of every session.
+fn finish(config: &Config, stats: &Stats) {
+    if let Some(path) = &config.stats_file {
+        if let Err(e) = stats.write_json(path) {
+            log!(0, "cannot write --stats-file {}: {e}", path.display());
+        }
+    }
+    if let Some(path) = &config.metrics_csv {
+        if let Err(e) = stats.append_csv(path) {
+            log!(0, "cannot write --metrics-csv {}: {e}", path.display());
+        }
+    }
+    log!(
+        1,
+        "{}",
+        stats.summary().trim_start_matches("gocacheprog-s3: ")
+    );
+}

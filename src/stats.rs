@@ -1,0 +1,224 @@
+//! Counters every part of the program reports into, written at exit as JSON
+//! (`--stats-file`), CSV (`-metrics-csv`, the original program's flag) or a human summary.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Session counters; all monotonic, updated lock-free from any thread.
+        #[derive(Debug)]
+        pub struct Stats {
+            started: Instant,
+            $( $(#[$doc])* pub $name: AtomicU64, )*
+        }
+
+        impl Stats {
+            /// All counters at zero, the clock started now.
+            pub fn new() -> Self {
+                Stats { started: Instant::now(), $( $name: AtomicU64::new(0), )* }
+            }
+
+            /// Every counter by name, in declaration order, plus `duration_ms`.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![
+                    $( (stringify!($name), self.$name.load(Ordering::Relaxed)), )*
+                    ("duration_ms", self.started.elapsed().as_millis() as u64),
+                ]
+            }
+        }
+    };
+}
+
+counters! {
+    /// get requests from go.
+    gets,
+    /// gets answered from the local tier.
+    local_hits,
+    /// gets answered from the bucket (downloaded, verified, now local).
+    remote_hits,
+    /// gets answered with a miss.
+    misses,
+    /// gets where something failed (local I/O, remote error, bad body); answered as misses.
+    get_errors,
+    /// remote lookups that found no object (404, or 403 without ListBucket permission).
+    remote_not_found,
+    /// remote lookups that failed: network, timeout, 5xx, refused credentials.
+    remote_get_errors,
+    /// downloaded objects rejected: size, SHA-256 or metadata did not match.
+    remote_bad_objects,
+    /// put requests from go.
+    puts,
+    /// puts answered with an error (bad input or local disk failure).
+    put_errors,
+    /// objects uploaded to the bucket.
+    uploads,
+    /// uploads that failed after retries.
+    upload_errors,
+    /// uploads not attempted: queue full, remote switched off, or not finished by close.
+    uploads_skipped,
+    /// bytes of outputs served from the local tier.
+    bytes_read_local,
+    /// bytes written to the local tier by puts.
+    bytes_written_local,
+    /// bytes downloaded from the bucket (verified objects only).
+    bytes_downloaded,
+    /// bytes uploaded to the bucket.
+    bytes_uploaded,
+    /// milliseconds spent in successful downloads, summed over workers.
+    download_ms,
+    /// milliseconds spent in successful uploads, summed over workers.
+    upload_ms,
+    /// 1 if the remote tier was switched off during the session.
+    remote_disabled,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Adds one to a counter.
+pub fn inc(counter: &AtomicU64) {
+    add(counter, 1);
+}
+
+impl Stats {
+    /// The snapshot as one JSON object.
+    pub fn to_json(&self) -> String {
+        let fields: Vec<String> = self
+            .snapshot()
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!("{{{}}}\n", fields.join(","))
+    }
+
+    /// Writes the JSON object to `path` (replacing it).
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.to_json())
+    }
+
+    /// Appends one CSV row to `path`, with a header row when the file is new.
+    pub fn append_csv(&self, path: &Path) -> std::io::Result<()> {
+        let snap = self.snapshot();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        if file.metadata()?.len() == 0 {
+            let header: Vec<&str> = snap.iter().map(|(k, _)| *k).collect();
+            writeln!(file, "{}", header.join(","))?;
+        }
+        let row: Vec<String> = snap.iter().map(|(_, v)| v.to_string()).collect();
+        writeln!(file, "{}", row.join(","))
+    }
+
+    /// A short human summary for stderr.
+    pub fn summary(&self) -> String {
+        let get = |name: &str| {
+            self.snapshot()
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map_or(0, |(_, v)| *v)
+        };
+        format!(
+            "gocacheprog-s3: {} gets ({} local hits, {} remote hits, {} misses, {} errors), {} puts, \
+             {} uploads ({} failed, {} skipped); {} read locally, {} downloaded, {} uploaded; {:.1}s",
+            get("gets"),
+            get("local_hits"),
+            get("remote_hits"),
+            get("misses"),
+            get("get_errors"),
+            get("puts"),
+            get("uploads"),
+            get("upload_errors"),
+            get("uploads_skipped"),
+            human_bytes(get("bytes_read_local")),
+            human_bytes(get("bytes_downloaded")),
+            human_bytes(get("bytes_uploaded")),
+            get("duration_ms") as f64 / 1000.0
+        )
+    }
+}
+
+/// `1.5 MB`-style sizes for messages.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_every_documented_field() {
+        let stats = Stats::new();
+        inc(&stats.gets);
+        add(&stats.bytes_uploaded, 1234);
+        let v: serde_json::Value = serde_json::from_str(&stats.to_json()).unwrap();
+        for field in [
+            "gets",
+            "local_hits",
+            "remote_hits",
+            "misses",
+            "get_errors",
+            "puts",
+            "put_errors",
+            "uploads",
+            "upload_errors",
+            "bytes_read_local",
+            "bytes_downloaded",
+            "bytes_uploaded",
+            "duration_ms",
+        ] {
+            assert!(v.get(field).is_some_and(|x| x.is_u64()), "missing {field}");
+        }
+        assert_eq!(v["gets"], 1);
+        assert_eq!(v["bytes_uploaded"], 1234);
+    }
+
+    #[test]
+    fn csv_appends_rows_under_one_header() {
+        let path =
+            std::env::temp_dir().join(format!("gocacheprog-stats-{}.csv", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let stats = Stats::new();
+        stats.append_csv(&path).unwrap();
+        inc(&stats.puts);
+        stats.append_csv(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("gets,local_hits,"));
+        let puts_col = lines[0].split(',').position(|c| c == "puts").unwrap();
+        assert_eq!(lines[2].split(',').nth(puts_col), Some("1"));
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+        assert_eq!(human_bytes(183_000_000), "183.0 MB");
+    }
+}
