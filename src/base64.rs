@@ -39,10 +39,7 @@ impl fmt::Display for DecodeError {
                 write!(f, "misplaced base64 padding at offset {offset}")
             }
             DecodeError::Truncated => {
-                write!(
-                    f,
-                    "base64 text ends inside a group (length not a multiple of 4)"
-                )
+                write!(f, "base64 text ends inside a group (length not a multiple of 4)")
             }
         }
     }
@@ -54,11 +51,7 @@ impl std::error::Error for DecodeError {}
 pub fn encode(input: &[u8]) -> String {
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = [
             ALPHABET[(n >> 18) as usize & 63],
@@ -181,11 +174,7 @@ mod tests {
     fn rfc4648_vectors_round_trip() {
         for (plain, encoded) in VECTORS {
             assert_eq!(encode(plain.as_bytes()), *encoded, "encode {plain:?}");
-            assert_eq!(
-                decode(encoded.as_bytes()).unwrap(),
-                plain.as_bytes(),
-                "decode {encoded:?}"
-            );
+            assert_eq!(decode(encoded.as_bytes()).unwrap(), plain.as_bytes(), "decode {encoded:?}");
         }
     }
 
@@ -213,9 +202,7 @@ mod tests {
             let mut decoder = Decoder::new();
             let mut out = Vec::new();
             for chunk in text.as_bytes().chunks(chunk_size) {
-                decoder
-                    .push(chunk, &mut |b| out.extend_from_slice(b))
-                    .unwrap();
+                decoder.push(chunk, &mut |b| out.extend_from_slice(b)).unwrap();
             }
             decoder.finish().unwrap();
             assert_eq!(out, data, "chunk size {chunk_size}");
@@ -224,24 +211,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_text() {
-        assert_eq!(
-            decode(b"Zm9v!A=="),
-            Err(DecodeError::InvalidByte {
-                offset: 4,
-                byte: b'!'
-            })
-        );
+        assert_eq!(decode(b"Zm9v!A=="), Err(DecodeError::InvalidByte { offset: 4, byte: b'!' }));
         assert_eq!(decode(b"Zm9vY"), Err(DecodeError::Truncated));
         assert_eq!(decode(b"Z==="), Err(DecodeError::BadPadding { offset: 1 }));
-        assert_eq!(
-            decode(b"Zg==Zg=="),
-            Err(DecodeError::BadPadding { offset: 4 })
-        );
+        assert_eq!(decode(b"Zg==Zg=="), Err(DecodeError::BadPadding { offset: 4 }));
         assert_eq!(decode(b"Zg=a"), Err(DecodeError::BadPadding { offset: 3 }));
         // URL-safe alphabet is not the standard one.
-        assert!(matches!(
-            decode(b"-_8="),
-            Err(DecodeError::InvalidByte { .. })
-        ));
+        assert!(matches!(decode(b"-_8="), Err(DecodeError::InvalidByte { .. })));
     }
 }

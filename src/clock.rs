@@ -32,15 +32,7 @@ impl Civil {
         let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
         let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
         let year = yoe + era * 400 + i64::from(month <= 2);
-        Civil {
-            year,
-            month,
-            day,
-            hour: rem / 3600,
-            minute: rem / 60 % 60,
-            second: rem % 60,
-            nanos: sub,
-        }
+        Civil { year, month, day, hour: rem / 3600, minute: rem / 60 % 60, second: rem % 60, nanos: sub }
     }
 
     /// The calendar fields of a `SystemTime`.
@@ -128,10 +120,8 @@ mod tests {
                 "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
                 ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(day % 7) as usize],
                 c.day,
-                [
-                    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-                    "Dec"
-                ][c.month as usize - 1],
+                ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+                    [c.month as usize - 1],
                 c.year,
                 c.hour,
                 c.minute,

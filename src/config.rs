@@ -120,14 +120,7 @@ const VALUE_OPTIONS: &[(&str, &[&str])] = &[
     ("metrics-csv", &[]),
 ];
 
-const FLAG_OPTIONS: &[&str] = &[
-    "read-only",
-    "path-style",
-    "virtual-hosted",
-    "verbose",
-    "help",
-    "version",
-];
+const FLAG_OPTIONS: &[&str] = &["read-only", "path-style", "virtual-hosted", "verbose", "help", "version"];
 
 /// Raw values by canonical option name, before environment fallback and validation.
 #[derive(Debug, Default)]
@@ -140,19 +133,12 @@ struct Raw {
 
 impl Raw {
     fn value(&self, name: &str) -> Option<&str> {
-        self.values
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.values.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 }
 
 /// Parses arguments (without the program name) and the environment.
-pub fn parse(
-    args: Vec<OsString>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Action, ConfigError> {
+pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Action, ConfigError> {
     let raw = parse_args(args)?;
     if raw.flags.contains(&"help") {
         return Ok(Action::Help);
@@ -170,10 +156,8 @@ fn normalise(arg: OsString) -> OsString {
         return arg;
     }
     let name = text[1..].split('=').next().unwrap_or("");
-    let known = VALUE_OPTIONS
-        .iter()
-        .any(|(n, aliases)| *n == name || aliases.contains(&name))
-        || FLAG_OPTIONS.contains(&name);
+    let known =
+        VALUE_OPTIONS.iter().any(|(n, aliases)| *n == name || aliases.contains(&name)) || FLAG_OPTIONS.contains(&name);
     if name.len() > 1 && known {
         OsString::from(format!("-{text}"))
     } else {
@@ -182,10 +166,7 @@ fn normalise(arg: OsString) -> OsString {
 }
 
 fn canonical_value_option(name: &str) -> Option<&'static str> {
-    VALUE_OPTIONS
-        .iter()
-        .find(|(n, aliases)| *n == name || aliases.contains(&name))
-        .map(|(n, _)| *n)
+    VALUE_OPTIONS.iter().find(|(n, aliases)| *n == name || aliases.contains(&name)).map(|(n, _)| *n)
 }
 
 fn parse_args(args: Vec<OsString>) -> Result<Raw, ConfigError> {
@@ -203,9 +184,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Raw, ConfigError> {
                             raw.verbosity.unwrap_or(0).saturating_add(1 + v.len() as u8)
                         } else {
                             v.parse::<u8>().map_err(|_| {
-                                ConfigError(format!(
-                                    "-v/--verbose takes a level 0-3 (as -v=2), got {v:?}"
-                                ))
+                                ConfigError(format!("-v/--verbose takes a level 0-3 (as -v=2), got {v:?}"))
                             })?
                         }
                     }
@@ -215,11 +194,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Raw, ConfigError> {
             Short('h') | Long("help") => raw.flags.push("help"),
             Short('V') | Long("version") => raw.flags.push("version"),
             Long(name) if FLAG_OPTIONS.contains(&name) => {
-                let canonical = FLAG_OPTIONS
-                    .iter()
-                    .copied()
-                    .find(|n| *n == name)
-                    .unwrap_or("help");
+                let canonical = FLAG_OPTIONS.iter().copied().find(|n| *n == name).unwrap_or("help");
                 let name = name.to_string();
                 if let Some(v) = parser.optional_value() {
                     let v = v.to_string_lossy().into_owned();
@@ -233,14 +208,12 @@ fn parse_args(args: Vec<OsString>) -> Result<Raw, ConfigError> {
             Long(name) => {
                 let name = name.to_string();
                 let Some(canonical) = canonical_value_option(&name) else {
-                    return Err(ConfigError(format!(
-                        "unknown option --{name}; see --help for the accepted options"
-                    )));
+                    return Err(ConfigError(format!("unknown option --{name}; see --help for the accepted options")));
                 };
                 let value = parser.value().map_err(err)?;
-                let value = value.into_string().map_err(|v| {
-                    ConfigError(format!("--{canonical}: the value {v:?} is not valid UTF-8"))
-                })?;
+                let value = value
+                    .into_string()
+                    .map_err(|v| ConfigError(format!("--{canonical}: the value {v:?} is not valid UTF-8")))?;
                 raw.values.push((canonical, value));
             }
             Value(v) => raw.positional.push(v.to_string_lossy().into_owned()),
@@ -265,16 +238,11 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 fn bool_error(what: &str, v: &str) -> ConfigError {
-    ConfigError(format!(
-        "{what}: expected true/false (1/0, yes/no), got {v:?}"
-    ))
+    ConfigError(format!("{what}: expected true/false (1/0, yes/no), got {v:?}"))
 }
 
 fn env_name(option: &str) -> String {
-    format!(
-        "GOCACHEPROG_S3_{}",
-        option.to_ascii_uppercase().replace('-', "_")
-    )
+    format!("GOCACHEPROG_S3_{}", option.to_ascii_uppercase().replace('-', "_"))
 }
 
 /// Parses a duration: `500ms`, `30s`, `2m`, `1h`, or a plain number of seconds.
@@ -292,9 +260,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (0.0..1e9)
-        .contains(&secs)
-        .then(|| Duration::from_secs_f64(secs))
+    (0.0..1e9).contains(&secs).then(|| Duration::from_secs_f64(secs))
 }
 
 struct Lookup<'a> {
@@ -309,9 +275,7 @@ impl Lookup<'_> {
             return Some((v.to_string(), format!("--{option}")));
         }
         let name = env_name(option);
-        (self.env)(&name)
-            .filter(|v| !v.is_empty())
-            .map(|v| (v, name))
+        (self.env)(&name).filter(|v| !v.is_empty()).map(|v| (v, name))
     }
 
     fn flag(&self, option: &'static str) -> Result<bool, ConfigError> {
@@ -333,9 +297,7 @@ impl Lookup<'_> {
             None => Ok(default),
             Some((v, source)) => match v.trim().parse::<T>() {
                 Ok(n) if n >= min => Ok(n),
-                _ => Err(ConfigError(format!(
-                    "{source}: expected a whole number ≥ {min}, got {v:?}"
-                ))),
+                _ => Err(ConfigError(format!("{source}: expected a whole number ≥ {min}, got {v:?}"))),
             },
         }
     }
@@ -344,9 +306,7 @@ impl Lookup<'_> {
         match self.get(option) {
             None => Ok(default),
             Some((v, source)) => parse_duration(&v).ok_or_else(|| {
-                ConfigError(format!(
-                    "{source}: expected a duration such as 500ms, 30s or 2m, got {v:?}"
-                ))
+                ConfigError(format!("{source}: expected a duration such as 500ms, 30s or 2m, got {v:?}"))
             }),
         }
     }
@@ -369,7 +329,9 @@ fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
                 dir
             } else {
                 std::env::current_dir()
-                    .map_err(|e| ConfigError(format!("{source}: {dir:?} is relative and the current directory is unknown: {e}")))?
+                    .map_err(|e| {
+                        ConfigError(format!("{source}: {dir:?} is relative and the current directory is unknown: {e}"))
+                    })?
                     .join(dir)
             }
         }
@@ -404,9 +366,7 @@ fn remote_config(
             "bucket {bucket:?} is not a bucket name (no '/'; put key prefixes in --prefix)"
         )));
     }
-    let prefix = look
-        .get("prefix")
-        .map_or("go-cache".to_string(), |(p, _)| p);
+    let prefix = look.get("prefix").map_or("go-cache".to_string(), |(p, _)| p);
     let prefix = prefix.trim_matches('/').to_string();
     let nonempty = |name: &str| env(name).filter(|v| !v.is_empty());
     let region = look
@@ -424,9 +384,7 @@ fn remote_config(
     let path_style = look.flag("path-style")?;
     let virtual_hosted = look.flag("virtual-hosted")?;
     if path_style && virtual_hosted {
-        return Err(ConfigError(
-            "--path-style and --virtual-hosted exclude each other; choose one".into(),
-        ));
+        return Err(ConfigError("--path-style and --virtual-hosted exclude each other; choose one".into()));
     }
     let (endpoint, default_addressing) = match custom_endpoint {
         Some((url, source)) => {
@@ -444,25 +402,16 @@ fn remote_config(
     } else {
         default_addressing
     };
-    let credentials = match (
-        nonempty("AWS_ACCESS_KEY_ID"),
-        nonempty("AWS_SECRET_ACCESS_KEY"),
-    ) {
-        (Some(access_key_id), Some(secret_access_key)) => Some(Credentials {
-            access_key_id,
-            secret_access_key,
-            session_token: nonempty("AWS_SESSION_TOKEN"),
-        }),
+    let credentials = match (nonempty("AWS_ACCESS_KEY_ID"), nonempty("AWS_SECRET_ACCESS_KEY")) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            Some(Credentials { access_key_id, secret_access_key, session_token: nonempty("AWS_SESSION_TOKEN") })
+        }
         (None, None) => None,
         (Some(_), None) => {
-            return Err(ConfigError(
-                "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not; set both".into(),
-            ))
+            return Err(ConfigError("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not; set both".into()))
         }
         (None, Some(_)) => {
-            return Err(ConfigError(
-                "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not; set both".into(),
-            ))
+            return Err(ConfigError("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not; set both".into()))
         }
     };
     Ok(RemoteConfig {
@@ -502,11 +451,8 @@ fn default_cache_dir(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, Co
             .map(PathBuf::from)
             .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))
     };
-    base.map(|b| b.join("go-build")).ok_or_else(|| {
-        ConfigError(
-            "no cache directory: set GOCACHE or --cache-dir (HOME is not set either)".into(),
-        )
-    })
+    base.map(|b| b.join("go-build"))
+        .ok_or_else(|| ConfigError("no cache directory: set GOCACHE or --cache-dir (HOME is not set either)".into()))
 }
 
 #[cfg(test)]
@@ -515,10 +461,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let env = move |k: &str| map.get(k).cloned();
         match parse(args.iter().map(OsString::from).collect(), &env)? {
             Action::Serve(c) => Ok(*c),
@@ -557,10 +500,7 @@ mod tests {
         assert_eq!(c.cache_dir, PathBuf::from("/d"));
         assert_eq!(c.metrics_csv, Some(PathBuf::from("/m.csv")));
         let r = c.remote.unwrap();
-        assert_eq!(
-            (r.bucket.as_str(), r.prefix.as_str(), r.workers, r.queue_len),
-            ("b1", "p", 3, 7)
-        );
+        assert_eq!((r.bucket.as_str(), r.prefix.as_str(), r.workers, r.queue_len), ("b1", "p", 3, 7));
         let c = run(&[], &[GOCACHE, ("GOCACHEPROGS3_BUCKET", "legacy")]).unwrap();
         assert_eq!(c.remote.unwrap().bucket, "legacy");
     }
@@ -571,21 +511,12 @@ mod tests {
         assert_eq!(run(&["-vv"], &[GOCACHE]).unwrap().verbosity, 2);
         assert_eq!(run(&["-v", "--verbose"], &[GOCACHE]).unwrap().verbosity, 2);
         assert_eq!(run(&["--verbose=3"], &[GOCACHE]).unwrap().verbosity, 3);
-        assert_eq!(
-            run(&[], &[GOCACHE, ("GOCACHEPROG_S3_VERBOSE", "2")])
-                .unwrap()
-                .verbosity,
-            2
-        );
+        assert_eq!(run(&[], &[GOCACHE, ("GOCACHEPROG_S3_VERBOSE", "2")]).unwrap().verbosity, 2);
     }
 
     #[test]
     fn flags_win_over_environment() {
-        let env = [
-            GOCACHE,
-            ("GOCACHEPROG_S3_CACHE_DIR", "/env"),
-            ("GOCACHEPROG_S3_BUCKET", "envb"),
-        ];
+        let env = [GOCACHE, ("GOCACHEPROG_S3_CACHE_DIR", "/env"), ("GOCACHEPROG_S3_BUCKET", "envb")];
         let c = run(&["--cache-dir", "/flag", "flagb"], &env).unwrap();
         assert_eq!(c.cache_dir, PathBuf::from("/flag"));
         assert_eq!(c.remote.unwrap().bucket, "flagb");
@@ -605,10 +536,7 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
             ("AWS_SESSION_TOKEN", "tok"),
         ];
-        let r = run(&["--bucket", "cache", "--read-only"], &env)
-            .unwrap()
-            .remote
-            .unwrap();
+        let r = run(&["--bucket", "cache", "--read-only"], &env).unwrap().remote.unwrap();
         assert_eq!(r.region, "garage");
         assert_eq!(r.endpoint.to_string(), "http://127.0.0.1:3900");
         assert_eq!(r.addressing, Addressing::Path);
@@ -618,18 +546,11 @@ mod tests {
         assert!(!format!("{creds:?}").contains("s3cr3t"));
         // AWS itself: virtual-hosted unless the bucket has dots.
         let r = run(&["b"], &[GOCACHE]).unwrap().remote.unwrap();
-        assert_eq!(
-            (r.addressing, r.region.as_str()),
-            (Addressing::VirtualHosted, "us-east-1")
-        );
+        assert_eq!((r.addressing, r.region.as_str()), (Addressing::VirtualHosted, "us-east-1"));
         assert!(r.credentials.is_none());
         let r = run(&["a.b"], &[GOCACHE]).unwrap().remote.unwrap();
         assert_eq!(r.addressing, Addressing::Path);
-        let r = run(
-            &["--virtual-hosted", "b"],
-            &[GOCACHE, ("AWS_ENDPOINT_URL", "http://h:1")],
-        )
-        .unwrap();
+        let r = run(&["--virtual-hosted", "b"], &[GOCACHE, ("AWS_ENDPOINT_URL", "http://h:1")]).unwrap();
         assert_eq!(r.remote.unwrap().addressing, Addressing::VirtualHosted);
     }
 
@@ -639,54 +560,22 @@ mod tests {
         let cases: &[Case] = &[
             (&["--frobnicate"], &[], "unknown option --frobnicate"),
             (&["-x"], &[], "invalid option '-x'"),
-            (
-                &["b", "--workers", "zero"],
-                &[],
-                "--workers: expected a whole number ≥ 1",
-            ),
-            (
-                &["b", "--workers=0"],
-                &[],
-                "--workers: expected a whole number ≥ 1",
-            ),
-            (
-                &["b", "--timeout", "soon"],
-                &[],
-                "--timeout: expected a duration",
-            ),
+            (&["b", "--workers", "zero"], &[], "--workers: expected a whole number ≥ 1"),
+            (&["b", "--workers=0"], &[], "--workers: expected a whole number ≥ 1"),
+            (&["b", "--timeout", "soon"], &[], "--timeout: expected a duration"),
             (
                 &["b"],
                 &[("GOCACHEPROG_S3_CLOSE_TIMEOUT", "5 parsecs")],
                 "GOCACHEPROG_S3_CLOSE_TIMEOUT: expected a duration",
             ),
-            (
-                &["b", "--endpoint", "localhost:9000"],
-                &[],
-                "--endpoint: \"localhost:9000\" must start with http://",
-            ),
-            (
-                &["b", "--path-style", "--virtual-hosted"],
-                &[],
-                "exclude each other",
-            ),
-            (
-                &["b"],
-                &[("GOCACHEPROG_S3_READ_ONLY", "maybe")],
-                "GOCACHEPROG_S3_READ_ONLY: expected true/false",
-            ),
-            (
-                &["b"],
-                &[("AWS_ACCESS_KEY_ID", "x")],
-                "AWS_SECRET_ACCESS_KEY is not",
-            ),
+            (&["b", "--endpoint", "localhost:9000"], &[], "--endpoint: \"localhost:9000\" must start with http://"),
+            (&["b", "--path-style", "--virtual-hosted"], &[], "exclude each other"),
+            (&["b"], &[("GOCACHEPROG_S3_READ_ONLY", "maybe")], "GOCACHEPROG_S3_READ_ONLY: expected true/false"),
+            (&["b"], &[("AWS_ACCESS_KEY_ID", "x")], "AWS_SECRET_ACCESS_KEY is not"),
             (&["b/c"], &[], "is not a bucket name"),
             (&["a", "b"], &[], "at most one positional"),
             (&["-v=loud"], &[], "-v/--verbose takes a level"),
-            (
-                &["--cache-dir"],
-                &[],
-                "missing argument for option '--cache-dir'",
-            ),
+            (&["--cache-dir"], &[], "missing argument for option '--cache-dir'"),
         ];
         for (args, env, expected) in cases {
             let mut env = env.to_vec();
@@ -701,14 +590,8 @@ mod tests {
     #[test]
     fn help_and_version() {
         let none = |_: &str| None;
-        assert!(matches!(
-            parse(vec!["--help".into()], &none),
-            Ok(Action::Help)
-        ));
-        assert!(matches!(
-            parse(vec!["-V".into()], &none),
-            Ok(Action::Version)
-        ));
+        assert!(matches!(parse(vec!["--help".into()], &none), Ok(Action::Help)));
+        assert!(matches!(parse(vec!["-V".into()], &none), Ok(Action::Version)));
     }
 
     #[test]

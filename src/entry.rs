@@ -39,13 +39,7 @@ impl std::error::Error for EntryError {}
 
 /// Formats the entry line for `action`.
 pub fn format(action: &Id, entry: &Entry) -> String {
-    format!(
-        "v1 {} {} {:20} {:20}\n",
-        action.hex(),
-        entry.output_id.hex(),
-        entry.size,
-        entry.time_nanos
-    )
+    format!("v1 {} {} {:20} {:20}\n", action.hex(), entry.output_id.hex(), entry.size, entry.time_nanos)
 }
 
 /// Parses an entry line and checks it is for `action`.
@@ -63,30 +57,19 @@ pub fn parse(action: &Id, line: &[u8]) -> Result<Entry, EntryError> {
     if got != *action {
         return Err(EntryError::OtherAction);
     }
-    let rest = rest
-        .strip_prefix(' ')
-        .ok_or(EntryError::Format("separator"))?;
+    let rest = rest.strip_prefix(' ').ok_or(EntryError::Format("separator"))?;
     let (output_hex, rest) = rest.split_at(64);
     let output_id = Id::from_hex(output_hex).ok_or(EntryError::Format("bad output ID"))?;
-    let rest = rest
-        .strip_prefix(' ')
-        .ok_or(EntryError::Format("separator"))?;
+    let rest = rest.strip_prefix(' ').ok_or(EntryError::Format("separator"))?;
     let (size, time) = rest.split_at(20);
-    let size = size
-        .trim_start()
-        .parse::<u64>()
-        .map_err(|_| EntryError::Format("bad size"))?;
+    let size = size.trim_start().parse::<u64>().map_err(|_| EntryError::Format("bad size"))?;
     let time_nanos = time
         .strip_prefix(' ')
         .ok_or(EntryError::Format("separator"))?
         .trim_start()
         .parse::<i64>()
         .map_err(|_| EntryError::Format("bad time"))?;
-    Ok(Entry {
-        output_id,
-        size,
-        time_nanos,
-    })
+    Ok(Entry { output_id, size, time_nanos })
 }
 
 #[cfg(test)]
@@ -99,11 +82,7 @@ mod tests {
 
     #[test]
     fn round_trip_has_go_layout() {
-        let entry = Entry {
-            output_id: id(0xcd),
-            size: 199,
-            time_nanos: 1_764_076_525_848_531_745,
-        };
+        let entry = Entry { output_id: id(0xcd), size: 199, time_nanos: 1_764_076_525_848_531_745 };
         let line = format(&id(0xab), &entry);
         assert_eq!(line.len(), LINE_LEN);
         let expected = format!(
@@ -121,31 +100,19 @@ mod tests {
     fn a_line_in_gos_layout_parses() {
         // Written out by hand from go's `fmt.Sprintf("v1 %x %x %20d %20d\n", ...)`.
         let line = b"v1 1a7b329c7d50cf4aac0535e3cdc3c33e3ae955b3abc6e5c32af733795fd75ff6 54b78ec39fd38ef3592992d19d68834a444f06410ea637279ecb7b6e4deb4117                  199  1764076525848531745\n";
-        let action =
-            Id::from_hex("1a7b329c7d50cf4aac0535e3cdc3c33e3ae955b3abc6e5c32af733795fd75ff6")
-                .unwrap();
+        let action = Id::from_hex("1a7b329c7d50cf4aac0535e3cdc3c33e3ae955b3abc6e5c32af733795fd75ff6").unwrap();
         let entry = parse(&action, line).unwrap();
         assert_eq!(entry.size, 199);
         assert_eq!(entry.time_nanos, 1_764_076_525_848_531_745);
-        assert_eq!(
-            entry.output_id.hex(),
-            "54b78ec39fd38ef3592992d19d68834a444f06410ea637279ecb7b6e4deb4117"
-        );
+        assert_eq!(entry.output_id.hex(), "54b78ec39fd38ef3592992d19d68834a444f06410ea637279ecb7b6e4deb4117");
     }
 
     #[test]
     fn rejects_damaged_lines() {
-        let entry = Entry {
-            output_id: id(1),
-            size: 5,
-            time_nanos: 7,
-        };
+        let entry = Entry { output_id: id(1), size: 5, time_nanos: 7 };
         let line = format(&id(2), &entry);
         assert_eq!(parse(&id(3), line.as_bytes()), Err(EntryError::OtherAction));
-        assert_eq!(
-            parse(&id(2), &line.as_bytes()[..100]),
-            Err(EntryError::Length(100))
-        );
+        assert_eq!(parse(&id(2), &line.as_bytes()[..100]), Err(EntryError::Length(100)));
         let bad = line.replacen("v1", "v2", 1);
         assert!(parse(&id(2), bad.as_bytes()).is_err());
         let bad = line.replace("                   5", "                  -5");

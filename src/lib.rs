@@ -14,6 +14,7 @@ pub mod local;
 #[macro_use]
 pub mod log;
 pub mod protocol;
+pub mod remote;
 pub mod s3;
 pub mod server;
 pub mod stats;

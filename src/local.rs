@@ -30,13 +30,7 @@ pub struct LocalError {
 
 impl fmt::Display for LocalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot {} {}: {}",
-            self.action,
-            self.path.display(),
-            self.source
-        )
+        write!(f, "cannot {} {}: {}", self.action, self.path.display(), self.source)
     }
 }
 
@@ -47,11 +41,7 @@ impl std::error::Error for LocalError {
 }
 
 fn fail<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LocalError + 'a {
-    move |source| LocalError {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| LocalError { action, path: path.to_path_buf(), source }
 }
 
 /// A found entry: what go needs for a hit.
@@ -75,11 +65,7 @@ impl LocalTier {
     pub fn open(dir: &Path) -> Result<LocalTier, LocalError> {
         let tmp = dir.join(TMP_DIR);
         fs::create_dir_all(&tmp).map_err(fail("create the cache directory", &tmp))?;
-        Ok(LocalTier {
-            dir: dir.to_path_buf(),
-            tmp,
-            counter: AtomicU64::new(0),
-        })
+        Ok(LocalTier { dir: dir.to_path_buf(), tmp, counter: AtomicU64::new(0) })
     }
 
     /// The cache directory.
@@ -136,26 +122,14 @@ impl LocalTier {
     pub fn temp_file(&self) -> Result<TempFile, LocalError> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.tmp.join(format!("{}-{n}", std::process::id()));
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(fail("create temporary file", &path))?;
-        Ok(TempFile {
-            path,
-            file: Some(file),
-            stored: false,
-        })
+        let file =
+            File::options().write(true).create_new(true).open(&path).map_err(fail("create temporary file", &path))?;
+        Ok(TempFile { path, file: Some(file), stored: false })
     }
 
     /// Stores a complete output (already verified against `entry`) and its entry; returns
     /// the final output path.
-    pub fn store(
-        &self,
-        action: &Id,
-        entry: &Entry,
-        mut body: TempFile,
-    ) -> Result<PathBuf, LocalError> {
+    pub fn store(&self, action: &Id, entry: &Entry, mut body: TempFile) -> Result<PathBuf, LocalError> {
         let out_path = self.output_path(&entry.output_id);
         if let Some(file) = body.file.take() {
             drop(file);
@@ -169,9 +143,7 @@ impl LocalTier {
 
         let mut entry_file = self.temp_file()?;
         let line = entry::format(action, entry);
-        entry_file
-            .write_all(line.as_bytes())
-            .map_err(fail("write", &entry_file.path))?;
+        entry_file.write_all(line.as_bytes()).map_err(fail("write", &entry_file.path))?;
         let action_path = self.action_path(action);
         let tmp_path = entry_file.path.clone();
         entry_file.file.take();
@@ -259,19 +231,14 @@ mod tests {
 
     fn tier() -> (LocalTier, PathBuf) {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("gocacheprog-local-test-{}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("gocacheprog-local-test-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         (LocalTier::open(&dir).unwrap(), dir)
     }
     static COUNTER: AtomicU64 = AtomicU64::new(0);
 
     fn put(tier: &LocalTier, action: &Id, body: &[u8], time_nanos: i64) -> (Entry, PathBuf) {
-        let entry = Entry {
-            output_id: Id(Sha256::digest(body).into()),
-            size: body.len() as u64,
-            time_nanos,
-        };
+        let entry = Entry { output_id: Id(Sha256::digest(body).into()), size: body.len() as u64, time_nanos };
         let mut tmp = tier.temp_file().unwrap();
         tmp.write_all(body).unwrap();
         let path = tier.store(action, &entry, tmp).unwrap();
@@ -345,21 +312,12 @@ mod tests {
         let (_, path) = put(&tier, &action, b"old", 1);
         let old = SystemTime::now() - Duration::from_secs(3 * 86_400);
         for p in [&path, &tier.action_path(&action)] {
-            File::options()
-                .write(true)
-                .open(p)
-                .unwrap()
-                .set_modified(old)
-                .unwrap();
+            File::options().write(true).open(p).unwrap().set_modified(old).unwrap();
         }
         tier.get(&action).unwrap().unwrap();
         for p in [&path, &tier.action_path(&action)] {
             let m = fs::metadata(p).unwrap().modified().unwrap();
-            assert!(
-                m > old + Duration::from_secs(86_400),
-                "{} not bumped",
-                p.display()
-            );
+            assert!(m > old + Duration::from_secs(86_400), "{} not bumped", p.display());
         }
         fs::remove_dir_all(dir).unwrap();
     }

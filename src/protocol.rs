@@ -23,14 +23,8 @@ use std::sync::Mutex;
 /// A request from go, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Get {
-        action: Id,
-    },
-    Put {
-        action: Id,
-        output: Id,
-        body_size: u64,
-    },
+    Get { action: Id },
+    Put { action: Id, output: Id, body_size: u64 },
     Close,
 }
 
@@ -76,15 +70,11 @@ impl fmt::Display for StreamError {
                 write!(f, "request line {line} is not a JSON object: {text:?}")
             }
             StreamError::NoId { line, text } => {
-                write!(
-                    f,
-                    "request line {line} has no valid non-zero \"ID\": {text:?}"
-                )
+                write!(f, "request line {line} has no valid non-zero \"ID\": {text:?}")
             }
-            StreamError::BodyNotString { id, found } => write!(
-                f,
-                "the body of put request {id} should be a JSON string of base64, found {found:?}"
-            ),
+            StreamError::BodyNotString { id, found } => {
+                write!(f, "the body of put request {id} should be a JSON string of base64, found {found:?}")
+            }
             StreamError::BodyEof { id } => {
                 write!(f, "input ended inside the body of put request {id}")
             }
@@ -128,11 +118,7 @@ pub struct RequestReader<R> {
 impl<R: BufRead> RequestReader<R> {
     /// Wraps go's stdin.
     pub fn new(input: R) -> Self {
-        RequestReader {
-            input,
-            line: Vec::with_capacity(256),
-            line_no: 0,
-        }
+        RequestReader { input, line: Vec::with_capacity(256), line_no: 0 }
     }
 
     /// The next request, or `None` at the end of input. Blank lines are skipped.
@@ -153,11 +139,7 @@ impl<R: BufRead> RequestReader<R> {
     /// Streams the base64 body that follows a put into `sink`, returning how many bytes it
     /// decoded to. The whole body is always consumed, even after a decoding or write error,
     /// so the next request can still be read.
-    pub fn read_body(
-        &mut self,
-        id: i64,
-        sink: &mut dyn Write,
-    ) -> Result<Result<u64, BodyError>, StreamError> {
+    pub fn read_body(&mut self, id: i64, sink: &mut dyn Write) -> Result<Result<u64, BodyError>, StreamError> {
         self.skip_whitespace(id)?;
         match self.input.fill_buf()?.first() {
             Some(b'"') => self.input.consume(1),
@@ -241,10 +223,7 @@ fn parse_request(line: &[u8], line_no: u64) -> Result<Incoming, StreamError> {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end();
         if text.len() > 120 {
-            let cut = (0..=120)
-                .rev()
-                .find(|&i| text.is_char_boundary(i))
-                .unwrap_or(0);
+            let cut = (0..=120).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
             format!("{}…", &text[..cut])
         } else {
             text.to_string()
@@ -252,72 +231,43 @@ fn parse_request(line: &[u8], line_no: u64) -> Result<Incoming, StreamError> {
     };
     let value: Value = match serde_json::from_slice(line) {
         Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return Err(StreamError::NotJson {
-                line: line_no,
-                text: excerpt(),
-            })
-        }
+        _ => return Err(StreamError::NotJson { line: line_no, text: excerpt() }),
     };
     let id = match value.get("ID").and_then(Value::as_i64) {
         Some(id) if id != 0 => id,
-        _ => {
-            return Err(StreamError::NoId {
-                line: line_no,
-                text: excerpt(),
-            })
-        }
+        _ => return Err(StreamError::NoId { line: line_no, text: excerpt() }),
     };
     let body_size = match value.get("BodySize") {
         None | Some(Value::Null) => Ok(0),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| format!("\"BodySize\" must be a non-negative integer, got {v}")),
+        Some(v) => v.as_u64().ok_or_else(|| format!("\"BodySize\" must be a non-negative integer, got {v}")),
     };
     // A body follows whenever go said so, even if the request is otherwise unusable.
     let announced = body_size.clone().unwrap_or(0);
     let command = body_size.and_then(|size| parse_command(&value, size));
-    Ok(Incoming {
-        id,
-        body_size: announced,
-        command,
-    })
+    Ok(Incoming { id, body_size: announced, command })
 }
 
 fn parse_command(value: &Value, body_size: u64) -> Result<Command, String> {
     let command = value.get("Command").and_then(Value::as_str).unwrap_or("");
     match command {
-        "get" => Ok(Command::Get {
-            action: id_field(value, "ActionID")?,
-        }),
+        "get" => Ok(Command::Get { action: id_field(value, "ActionID")? }),
         "put" => {
             let action = id_field(value, "ActionID")?;
             let output = match value.get("OutputID") {
                 Some(Value::String(s)) if !s.is_empty() => id_field(value, "OutputID")?,
-                _ => id_field(value, "ObjectID").map_err(|_| {
-                    "put without a valid \"OutputID\" (or legacy \"ObjectID\")".to_string()
-                })?,
+                _ => id_field(value, "ObjectID")
+                    .map_err(|_| "put without a valid \"OutputID\" (or legacy \"ObjectID\")".to_string())?,
             };
-            Ok(Command::Put {
-                action,
-                output,
-                body_size,
-            })
+            Ok(Command::Put { action, output, body_size })
         }
         "close" => Ok(Command::Close),
-        other => Err(format!(
-            "unknown command {other:?}; this program knows get, put and close"
-        )),
+        other => Err(format!("unknown command {other:?}; this program knows get, put and close")),
     }
 }
 
 fn id_field(value: &Value, name: &str) -> Result<Id, String> {
-    let text = value
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("missing {name:?}"))?;
-    let bytes =
-        base64::decode(text.as_bytes()).map_err(|e| format!("{name:?} is not base64: {e}"))?;
+    let text = value.get(name).and_then(Value::as_str).ok_or_else(|| format!("missing {name:?}"))?;
+    let bytes = base64::decode(text.as_bytes()).map_err(|e| format!("{name:?} is not base64: {e}"))?;
     Id::from_slice(&bytes).ok_or_else(|| format!("{name:?} is {} bytes, expected 32", bytes.len()))
 }
 
@@ -337,20 +287,12 @@ pub struct Response {
 impl Response {
     /// A get miss.
     pub fn miss(id: i64) -> Self {
-        Response {
-            id,
-            miss: true,
-            ..Default::default()
-        }
+        Response { id, miss: true, ..Default::default() }
     }
 
     /// A failed request.
     pub fn error(id: i64, message: impl Into<String>) -> Self {
-        Response {
-            id,
-            err: Some(message.into()),
-            ..Default::default()
-        }
+        Response { id, err: Some(message.into()), ..Default::default() }
     }
 
     /// A get hit.
@@ -367,11 +309,7 @@ impl Response {
 
     /// A stored put.
     pub fn stored(id: i64, path: &Path) -> Self {
-        Response {
-            id,
-            disk_path: Some(path.to_string_lossy().into_owned()),
-            ..Default::default()
-        }
+        Response { id, disk_path: Some(path.to_string_lossy().into_owned()), ..Default::default() }
     }
 
     /// One JSON line, newline included.
@@ -393,10 +331,7 @@ impl Response {
             out.push_str(&format!(",\"Size\":{size}"));
         }
         if let Some(t) = self.time_nanos {
-            out.push_str(&format!(
-                ",\"Time\":\"{}\"",
-                Civil::from_unix_nanos(t).rfc3339()
-            ));
+            out.push_str(&format!(",\"Time\":\"{}\"", Civil::from_unix_nanos(t).rfc3339()));
         }
         if let Some(path) = &self.disk_path {
             out.push_str(",\"DiskPath\":");
@@ -425,10 +360,7 @@ pub struct Responder {
 impl Responder {
     /// Wraps go's stdout.
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Responder {
-            out: Mutex::new(out),
-            broken: AtomicBool::new(false),
-        }
+        Responder { out: Mutex::new(out), broken: AtomicBool::new(false) }
     }
 
     /// Writes and flushes one line.
@@ -440,11 +372,7 @@ impl Responder {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if out
-            .write_all(line.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
+        if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
             self.broken.store(true, Ordering::Relaxed);
         }
     }
@@ -492,42 +420,20 @@ mod tests {
         );
         let mut r = reader(stream.as_bytes());
         let first = r.next_request().unwrap().unwrap();
-        assert_eq!(
-            first,
-            Incoming {
-                id: 1,
-                body_size: 0,
-                command: Ok(Command::Get {
-                    action: id(ACTION_B64)
-                })
-            }
-        );
+        assert_eq!(first, Incoming { id: 1, body_size: 0, command: Ok(Command::Get { action: id(ACTION_B64) }) });
         let second = r.next_request().unwrap().unwrap();
         assert_eq!(
             second.command,
-            Ok(Command::Put {
-                action: id(ACTION_B64),
-                output: id(OUTPUT_B64),
-                body_size: body.len() as u64
-            })
+            Ok(Command::Put { action: id(ACTION_B64), output: id(OUTPUT_B64), body_size: body.len() as u64 })
         );
         let mut sink = Vec::new();
-        assert_eq!(
-            r.read_body(2, &mut sink).unwrap().unwrap(),
-            body.len() as u64
-        );
+        assert_eq!(r.read_body(2, &mut sink).unwrap().unwrap(), body.len() as u64);
         assert_eq!(sink, body);
         // An empty put has no body line at all.
         let third = r.next_request().unwrap().unwrap();
         assert_eq!(third.body_size, 0);
-        assert!(matches!(
-            third.command,
-            Ok(Command::Put { body_size: 0, .. })
-        ));
-        assert_eq!(
-            r.next_request().unwrap().unwrap().command,
-            Ok(Command::Close)
-        );
+        assert!(matches!(third.command, Ok(Command::Put { body_size: 0, .. })));
+        assert_eq!(r.next_request().unwrap().unwrap().command, Ok(Command::Close));
         assert!(r.next_request().unwrap().is_none());
     }
 
@@ -543,22 +449,13 @@ mod tests {
         for expected_id in [5, 6, 7] {
             let req = r.next_request().unwrap().unwrap();
             assert_eq!(req.id, expected_id);
-            assert_eq!(
-                req.command,
-                Ok(Command::Put {
-                    action: id(ACTION_B64),
-                    output: id(OUTPUT_B64),
-                    body_size: 0
-                })
-            );
+            assert_eq!(req.command, Ok(Command::Put { action: id(ACTION_B64), output: id(OUTPUT_B64), body_size: 0 }));
         }
     }
 
     #[test]
     fn twenty_megabyte_body_streams_in_small_reads() {
-        let body: Vec<u8> = (0..20 * 1024 * 1024u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let body: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let sha = Sha256::digest(&body);
         let stream = format!(
             "{{\"ID\":9,\"Command\":\"put\",\"ActionID\":\"{ACTION_B64}\",\"OutputID\":\"{}\",\"BodySize\":{}}}\n\n\"{}\"\n",
@@ -567,10 +464,7 @@ mod tests {
             base64::encode(&body)
         );
         // A small BufReader capacity proves nothing depends on the line fitting in memory.
-        let mut r = RequestReader::new(BufReader::with_capacity(
-            4096,
-            Cursor::new(stream.into_bytes()),
-        ));
+        let mut r = RequestReader::new(BufReader::with_capacity(4096, Cursor::new(stream.into_bytes())));
         let req = r.next_request().unwrap().unwrap();
         assert_eq!(req.body_size, body.len() as u64);
         let mut hasher = Sha256::new();
@@ -586,10 +480,7 @@ mod tests {
                 Ok(())
             }
         }
-        let n = r
-            .read_body(9, &mut Hashing(&mut hasher, &mut count))
-            .unwrap()
-            .unwrap();
+        let n = r.read_body(9, &mut Hashing(&mut hasher, &mut count)).unwrap().unwrap();
         assert_eq!(n, body.len() as u64);
         assert_eq!(count, n);
         assert_eq!(hasher.finalize(), sha);
@@ -607,19 +498,9 @@ mod tests {
              {{\"ID\":6,\"Command\":\"get\",\"ActionID\":\"{ACTION_B64}\"}}\n\n"
         );
         let mut r = reader(stream.as_bytes());
-        let errs: Vec<String> = (1..=3)
-            .map(|_| r.next_request().unwrap().unwrap().command.unwrap_err())
-            .collect();
-        assert!(
-            errs[0].contains("unknown command \"frobnicate\""),
-            "{}",
-            errs[0]
-        );
-        assert!(
-            errs[1].contains("\"ActionID\" is not base64"),
-            "{}",
-            errs[1]
-        );
+        let errs: Vec<String> = (1..=3).map(|_| r.next_request().unwrap().unwrap().command.unwrap_err()).collect();
+        assert!(errs[0].contains("unknown command \"frobnicate\""), "{}", errs[0]);
+        assert!(errs[1].contains("\"ActionID\" is not base64"), "{}", errs[1]);
         assert!(errs[2].contains("3 bytes, expected 32"), "{}", errs[2]);
         // Missing OutputID: the body is announced and must still be skipped.
         let bad_put = r.next_request().unwrap().unwrap();
@@ -637,10 +518,7 @@ mod tests {
     #[test]
     fn streams_that_cannot_be_followed_are_fatal() {
         let mut r = reader(b"this is not json\n");
-        assert!(matches!(
-            r.next_request(),
-            Err(StreamError::NotJson { line: 1, .. })
-        ));
+        assert!(matches!(r.next_request(), Err(StreamError::NotJson { line: 1, .. })));
         let mut r = reader(b"{\"Command\":\"get\"}\n");
         assert!(matches!(r.next_request(), Err(StreamError::NoId { .. })));
         let mut r = reader(b"{\"ID\":0,\"Command\":\"close\"}\n");
@@ -648,27 +526,15 @@ mod tests {
         let mut r = reader(b"\n\n   \n");
         assert!(r.next_request().unwrap().is_none());
         let mut r = reader(b"\n\"Zm9v");
-        assert!(matches!(
-            r.read_body(3, &mut io::sink()),
-            Err(StreamError::BodyEof { id: 3 })
-        ));
+        assert!(matches!(r.read_body(3, &mut io::sink()), Err(StreamError::BodyEof { id: 3 })));
         let mut r = reader(b"\n{\"ID\":4}\n");
-        assert!(matches!(
-            r.read_body(3, &mut io::sink()),
-            Err(StreamError::BodyNotString { id: 3, .. })
-        ));
+        assert!(matches!(r.read_body(3, &mut io::sink()), Err(StreamError::BodyNotString { id: 3, .. })));
     }
 
     #[test]
     fn responses_have_go_field_names_and_forms() {
         let output = id(OUTPUT_B64);
-        let hit = Response::hit(
-            7,
-            output,
-            199,
-            1_764_076_525_848_531_745,
-            Path::new("/abs/dir/54/x-d"),
-        );
+        let hit = Response::hit(7, output, 199, 1_764_076_525_848_531_745, Path::new("/abs/dir/54/x-d"));
         let line = hit.to_line();
         assert!(line.ends_with("}\n") && !line[..line.len() - 1].contains('\n'));
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -679,8 +545,7 @@ mod tests {
         assert_eq!(v["DiskPath"], "/abs/dir/54/x-d");
         assert!(v.get("Miss").is_none() && v.get("Err").is_none());
         assert_eq!(Response::miss(8).to_line(), "{\"ID\":8,\"Miss\":true}\n");
-        let err: Value =
-            serde_json::from_str(&Response::error(9, "bad \"quote\"\n").to_line()).unwrap();
+        let err: Value = serde_json::from_str(&Response::error(9, "bad \"quote\"\n").to_line()).unwrap();
         assert_eq!(err["Err"], "bad \"quote\"\n");
         assert_eq!(
             handshake_line(&["get", "put", "close"]),

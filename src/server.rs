@@ -45,11 +45,7 @@ impl Server<'_> {
             let id = incoming.id;
             match incoming.command {
                 Ok(Command::Get { action }) => self.get(id, action),
-                Ok(Command::Put {
-                    action,
-                    output,
-                    body_size,
-                }) => self.put(reader, id, action, output, body_size)?,
+                Ok(Command::Put { action, output, body_size }) => self.put(reader, id, action, output, body_size)?,
                 Ok(Command::Close) => return Ok(End::Close(id)),
                 Err(problem) => {
                     if incoming.body_size > 0 {
@@ -70,22 +66,13 @@ impl Server<'_> {
                 stats::inc(&self.stats.local_hits);
                 stats::add(&self.stats.bytes_read_local, hit.entry.size);
                 let e = hit.entry;
-                self.responder.send(&Response::hit(
-                    id,
-                    e.output_id,
-                    e.size,
-                    e.time_nanos,
-                    &hit.path,
-                ));
+                self.responder.send(&Response::hit(id, e.output_id, e.size, e.time_nanos, &hit.path));
                 return;
             }
             Ok(None) => {}
             Err(e) => {
                 stats::inc(&self.stats.get_errors);
-                log!(
-                    0,
-                    "local cache lookup of action {action} failed, treating it as a miss: {e}"
-                );
+                log!(0, "local cache lookup of action {action} failed, treating it as a miss: {e}");
             }
         }
         match self.remote {
@@ -110,11 +97,7 @@ impl Server<'_> {
         let stored = match self.receive(reader, id, action, output, body_size)? {
             Ok(temp) => {
                 let now = crate::clock::unix_nanos(std::time::SystemTime::now());
-                let entry = Entry {
-                    output_id: output,
-                    size: body_size,
-                    time_nanos: now,
-                };
+                let entry = Entry { output_id: output, size: body_size, time_nanos: now };
                 self.local
                     .store(&action, &entry, temp)
                     .map(|path| (entry, path))
@@ -158,10 +141,7 @@ impl Server<'_> {
                 return Ok(Err(format!("local disk failure: {e}")));
             }
         };
-        let mut writer = HashingWriter {
-            inner: BufWriter::with_capacity(256 * 1024, temp),
-            hasher: Sha256::new(),
-        };
+        let mut writer = HashingWriter { inner: BufWriter::with_capacity(256 * 1024, temp), hasher: Sha256::new() };
         let decoded = if body_size > 0 {
             match reader.read_body(id, &mut writer)? {
                 Ok(n) => n,

@@ -94,11 +94,7 @@ pub fn inc(counter: &AtomicU64) {
 impl Stats {
     /// The snapshot as one JSON object.
     pub fn to_json(&self) -> String {
-        let fields: Vec<String> = self
-            .snapshot()
-            .iter()
-            .map(|(k, v)| format!("\"{k}\":{v}"))
-            .collect();
+        let fields: Vec<String> = self.snapshot().iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!("{{{}}}\n", fields.join(","))
     }
 
@@ -110,10 +106,7 @@ impl Stats {
     /// Appends one CSV row to `path`, with a header row when the file is new.
     pub fn append_csv(&self, path: &Path) -> std::io::Result<()> {
         let snap = self.snapshot();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         if file.metadata()?.len() == 0 {
             let header: Vec<&str> = snap.iter().map(|(k, _)| *k).collect();
             writeln!(file, "{}", header.join(","))?;
@@ -124,14 +117,9 @@ impl Stats {
 
     /// A short human summary for stderr.
     pub fn summary(&self) -> String {
-        let get = |name: &str| {
-            self.snapshot()
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map_or(0, |(_, v)| *v)
-        };
+        let get = |name: &str| self.snapshot().iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v);
         format!(
-            "gocacheprog-s3: {} gets ({} local hits, {} remote hits, {} misses, {} errors), {} puts, \
+            "{} gets ({} local hits, {} remote hits, {} misses, {} errors), {} puts, \
              {} uploads ({} failed, {} skipped); {} read locally, {} downloaded, {} uploaded; {:.1}s",
             get("gets"),
             get("local_hits"),
@@ -199,8 +187,7 @@ mod tests {
 
     #[test]
     fn csv_appends_rows_under_one_header() {
-        let path =
-            std::env::temp_dir().join(format!("gocacheprog-stats-{}.csv", std::process::id()));
+        let path = std::env::temp_dir().join(format!("gocacheprog-stats-{}.csv", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let stats = Stats::new();
         stats.append_csv(&path).unwrap();

@@ -51,12 +51,9 @@ impl Endpoint {
             None => (rest, ""),
         };
         if authority.contains('@') {
-            return Err(format!(
-                "{url:?} must not contain user information; use credentials instead"
-            ));
+            return Err(format!("{url:?} must not contain user information; use credentials instead"));
         }
-        let (host, port) = split_host_port(authority)
-            .ok_or_else(|| format!("{url:?} has no valid host[:port]"))?;
+        let (host, port) = split_host_port(authority).ok_or_else(|| format!("{url:?} has no valid host[:port]"))?;
         let default_port = if https { 443 } else { 80 };
         Ok(Endpoint {
             https,
@@ -68,12 +65,7 @@ impl Endpoint {
 
     /// The AWS S3 endpoint of a region.
     pub fn aws(region: &str) -> Endpoint {
-        Endpoint {
-            https: true,
-            host: format!("s3.{region}.amazonaws.com"),
-            port: None,
-            path_prefix: String::new(),
-        }
+        Endpoint { https: true, host: format!("s3.{region}.amazonaws.com"), port: None, path_prefix: String::new() }
     }
 
     /// The request target for `key` in `bucket` (`key` empty: the bucket itself).
@@ -88,17 +80,12 @@ impl Endpoint {
                 }
                 (self.authority(&self.host), path)
             }
-            Addressing::VirtualHosted => (
-                self.authority(&format!("{bucket}.{}", self.host)),
-                format!("{}/{}", self.path_prefix, encoded_key),
-            ),
+            Addressing::VirtualHosted => {
+                (self.authority(&format!("{bucket}.{}", self.host)), format!("{}/{}", self.path_prefix, encoded_key))
+            }
         };
         let scheme = if self.https { "https" } else { "http" };
-        Target {
-            url: format!("{scheme}://{host}{path}"),
-            host,
-            path,
-        }
+        Target { url: format!("{scheme}://{host}{path}"), host, path }
     }
 
     fn authority(&self, host: &str) -> String {
@@ -112,12 +99,7 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.https { "https" } else { "http" };
-        write!(
-            f,
-            "{scheme}://{}{}",
-            self.authority(&self.host),
-            self.path_prefix
-        )
+        write!(f, "{scheme}://{}{}", self.authority(&self.host), self.path_prefix)
     }
 }
 
@@ -134,9 +116,7 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
         };
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(':') => {
-            Some((host, Some(port.parse().ok()?)))
-        }
+        Some((host, port)) if !host.is_empty() && !host.contains(':') => Some((host, Some(port.parse().ok()?))),
         Some(_) => None,
         None => Some((authority, None)),
     }
@@ -149,25 +129,12 @@ mod tests {
     #[test]
     fn parses_endpoints() {
         let e = Endpoint::parse("http://127.0.0.1:3900").unwrap();
-        assert_eq!(
-            (e.https, e.host.as_str(), e.port, e.path_prefix.as_str()),
-            (false, "127.0.0.1", Some(3900), "")
-        );
+        assert_eq!((e.https, e.host.as_str(), e.port, e.path_prefix.as_str()), (false, "127.0.0.1", Some(3900), ""));
         let e = Endpoint::parse("https://Minio.Corp:443/s3/").unwrap();
-        assert_eq!(
-            (e.https, e.host.as_str(), e.port, e.path_prefix.as_str()),
-            (true, "minio.corp", None, "/s3")
-        );
+        assert_eq!((e.https, e.host.as_str(), e.port, e.path_prefix.as_str()), (true, "minio.corp", None, "/s3"));
         let e = Endpoint::parse("http://[::1]:9000").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("[::1]", Some(9000)));
-        for bad in [
-            "127.0.0.1:3900",
-            "ftp://x",
-            "http://",
-            "http://h:port",
-            "http://u:p@h",
-            "http://h/?x=1",
-        ] {
+        for bad in ["127.0.0.1:3900", "ftp://x", "http://", "http://h:port", "http://u:p@h", "http://h/?x=1"] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }
@@ -178,29 +145,17 @@ mod tests {
         let t = e.target(Addressing::Path, "cache", "go-cache/ab cd+");
         assert_eq!(t.host, "127.0.0.1:3900");
         assert_eq!(t.path, "/prefix/cache/go-cache/ab%20cd%2B");
-        assert_eq!(
-            t.url,
-            "http://127.0.0.1:3900/prefix/cache/go-cache/ab%20cd%2B"
-        );
-        assert_eq!(
-            e.target(Addressing::Path, "cache", "").path,
-            "/prefix/cache"
-        );
+        assert_eq!(t.url, "http://127.0.0.1:3900/prefix/cache/go-cache/ab%20cd%2B");
+        assert_eq!(e.target(Addressing::Path, "cache", "").path, "/prefix/cache");
     }
 
     #[test]
     fn virtual_hosted_targets() {
         let e = Endpoint::aws("eu-west-1");
         let t = e.target(Addressing::VirtualHosted, "my-bucket", "go-cache/0a");
-        assert_eq!(
-            t.url,
-            "https://my-bucket.s3.eu-west-1.amazonaws.com/go-cache/0a"
-        );
+        assert_eq!(t.url, "https://my-bucket.s3.eu-west-1.amazonaws.com/go-cache/0a");
         assert_eq!(t.host, "my-bucket.s3.eu-west-1.amazonaws.com");
         assert_eq!(t.path, "/go-cache/0a");
-        assert_eq!(
-            e.target(Addressing::VirtualHosted, "my-bucket", "").path,
-            "/"
-        );
+        assert_eq!(e.target(Addressing::VirtualHosted, "my-bucket", "").path, "/");
     }
 }

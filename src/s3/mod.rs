@@ -1,4 +1,7 @@
 //! A minimal S3 client over raw HTTP with hand-written SigV4 signing.
+pub mod client;
 pub mod credentials;
 pub mod endpoint;
+pub mod error;
 pub mod sigv4;
+pub mod xml;

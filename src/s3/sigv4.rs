@@ -29,9 +29,7 @@ const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 pub fn uri_encode(input: &str, encode_slash: bool) -> String {
     let mut out = String::with_capacity(input.len());
     for &b in input.as_bytes() {
-        let keep = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~')
-            || (b == b'/' && !encode_slash);
+        let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (b == b'/' && !encode_slash);
         if keep {
             out.push(char::from(b));
         } else {
@@ -45,10 +43,8 @@ pub fn uri_encode(input: &str, encode_slash: bool) -> String {
 
 /// Canonical query string from raw (unencoded) pairs: encode keys and values with uri_encode(.., true), sort by (encoded key, encoded value) pairs (NOT by the joined "k=v" string), join "k=v" with '&', keep '=' for empty values.
 pub fn canonical_query(pairs: &[(&str, &str)]) -> String {
-    let mut encoded: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (uri_encode(k, true), uri_encode(v, true)))
-        .collect();
+    let mut encoded: Vec<(String, String)> =
+        pairs.iter().map(|(k, v)| (uri_encode(k, true), uri_encode(v, true))).collect();
     // Sorting the joined "k=v" would put "a-b=1" before "a=1" ('-' < '='); SigV4 sorts by key first.
     encoded.sort();
     let mut out = String::new();
@@ -100,10 +96,8 @@ pub struct CanonicalHeaders {
 /// Canonicalises headers: lower-case names, trimmed values with runs of spaces
 /// collapsed, repeated names merged with ',' in their original order.
 pub fn canonical_headers(headers: &[(&str, &str)]) -> CanonicalHeaders {
-    let mut normalised: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), trim_header_value(v)))
-        .collect();
+    let mut normalised: Vec<(String, String)> =
+        headers.iter().map(|(n, v)| (n.trim().to_ascii_lowercase(), trim_header_value(v))).collect();
     // Stable sort: values of a repeated name must keep their request order.
     normalised.sort_by(|a, b| a.0.cmp(&b.0));
 
@@ -133,11 +127,7 @@ pub fn canonical_headers(headers: &[(&str, &str)]) -> CanonicalHeaders {
 /// SigV4 "Trimall": trim the ends, collapse inner runs of spaces to one.
 fn trim_header_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for word in value
-        .trim_matches([' ', '\t'])
-        .split(' ')
-        .filter(|w| !w.is_empty())
-    {
+    for word in value.trim_matches([' ', '\t']).split(' ').filter(|w| !w.is_empty()) {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -155,10 +145,7 @@ pub fn canonical_request(
     headers: &CanonicalHeaders,
     payload_hash: &str,
 ) -> String {
-    format!(
-        "{method}\n{encoded_path}\n{canonical_query}\n{}\n{}\n{payload_hash}",
-        headers.lines, headers.signed
-    )
+    format!("{method}\n{encoded_path}\n{canonical_query}\n{}\n{}\n{payload_hash}", headers.lines, headers.signed)
 }
 
 /// `YYYYMMDD/region/service/aws4_request`.
@@ -168,10 +155,7 @@ pub fn credential_scope(date: &str, scope: &Scope) -> String {
 
 /// The string to sign: algorithm, timestamp, scope and the hash of the canonical request.
 pub fn string_to_sign(amz_date: &str, credential_scope: &str, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{amz_date}\n{credential_scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    )
+    format!("{ALGORITHM}\n{amz_date}\n{credential_scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 /// The derived key for one day, region and service (`date` is `YYYYMMDD`).
@@ -189,9 +173,7 @@ pub fn signature(signing_key: &[u8; 32], string_to_sign: &str) -> String {
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length (long ones are hashed), so this cannot fail.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        unreachable!("HMAC-SHA256 takes keys of any length")
-    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else { unreachable!("HMAC-SHA256 takes keys of any length") };
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
@@ -207,10 +189,7 @@ pub struct HeaderSignature {
 impl HeaderSignature {
     /// The value of one of the headers to add, by lower-case name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -219,11 +198,7 @@ impl HeaderSignature {
 impl fmt::Debug for HeaderSignature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let token = self.header("x-amz-security-token");
-        let headers: Vec<(&str, String)> = self
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, redact(v, token)))
-            .collect();
+        let headers: Vec<(&str, String)> = self.headers.iter().map(|(n, v)| (*n, redact(v, token))).collect();
         f.debug_struct("HeaderSignature")
             .field("headers", &headers)
             .field("canonical_request", &redact(&self.canonical_request, token))
@@ -240,12 +215,7 @@ fn redact(text: &str, secret: Option<&str>) -> String {
 }
 
 /// Signs `req` for an `Authorization` header.
-pub fn sign_headers(
-    req: &Request,
-    creds: &Credentials,
-    scope: &Scope,
-    time: SystemTime,
-) -> HeaderSignature {
+pub fn sign_headers(req: &Request, creds: &Credentials, scope: &Scope, time: SystemTime) -> HeaderSignature {
     let amz = amz_date(time);
     let date = &amz[..8];
 
@@ -267,13 +237,8 @@ pub fn sign_headers(
     }
 
     let headers = canonical_headers(&to_sign);
-    let canonical_request = canonical_request(
-        req.method,
-        req.path,
-        &canonical_query(req.query),
-        &headers,
-        req.payload_hash,
-    );
+    let canonical_request =
+        canonical_request(req.method, req.path, &canonical_query(req.query), &headers, req.payload_hash);
     let scope_str = credential_scope(date, scope);
     let string_to_sign = string_to_sign(&amz, &scope_str, &canonical_request);
     let key = signing_key(&creds.secret_access_key, date, scope.region, scope.service);
@@ -288,11 +253,7 @@ pub fn sign_headers(
         out.push(("x-amz-security-token", token.clone()));
     }
     out.push(("authorization", authorization));
-    HeaderSignature {
-        headers: out,
-        canonical_request,
-        string_to_sign,
-    }
+    HeaderSignature { headers: out, canonical_request, string_to_sign }
 }
 
 /// A presigned query string with the intermediate strings kept for debugging.
@@ -346,8 +307,7 @@ pub fn presign_query(
     }
     let query = canonical_query(&pairs);
 
-    let canonical_request =
-        canonical_request(req.method, req.path, &query, &headers, req.payload_hash);
+    let canonical_request = canonical_request(req.method, req.path, &query, &headers, req.payload_hash);
     let string_to_sign = string_to_sign(&amz, &scope_str, &canonical_request);
     let key = signing_key(&creds.secret_access_key, date, scope.region, scope.service);
     let sig = signature(&key, &string_to_sign);
@@ -360,13 +320,7 @@ pub fn presign_query(
 }
 
 /// Presigned URL query string (the part after '?'): X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders (the signed headers from req.headers, normally only host), X-Amz-Security-Token when there is a token, plus req.query, all canonically encoded, with X-Amz-Signature appended last. Payload hash normally "UNSIGNED-PAYLOAD" for S3 (take it from req.payload_hash).
-pub fn presign(
-    req: &Request,
-    creds: &Credentials,
-    scope: &Scope,
-    time: SystemTime,
-    expires_secs: u64,
-) -> String {
+pub fn presign(req: &Request, creds: &Credentials, scope: &Scope, time: SystemTime, expires_secs: u64) -> String {
     presign_query(req, creds, scope, time, expires_secs).query
 }
 
@@ -413,18 +367,10 @@ mod tests {
         assert_eq!(uri_encode(unreserved, true), unreserved);
         assert_eq!(uri_encode("a b+c=d&e", true), "a%20b%2Bc%3Dd%26e");
         assert_eq!(uri_encode("!'()*", true), "%21%27%28%29%2A");
-        assert_eq!(
-            uri_encode("%41", true),
-            "%2541",
-            "'%' is data, not an escape"
-        );
+        assert_eq!(uri_encode("%41", true), "%2541", "'%' is data, not an escape");
         assert_eq!(uri_encode("ü/日本", false), "%C3%BC/%E6%97%A5%E6%9C%AC");
         assert_eq!(uri_encode("a/b", true), "a%2Fb");
-        assert_eq!(
-            uri_encode("/a//b/../c/", false),
-            "/a//b/../c/",
-            "no normalisation"
-        );
+        assert_eq!(uri_encode("/a//b/../c/", false), "/a//b/../c/", "no normalisation");
         assert_eq!(uri_encode("\u{7f}\u{0}:@", true), "%7F%00%3A%40");
         assert_eq!(uri_encode("", true), "");
     }
@@ -434,29 +380,16 @@ mod tests {
         // By joined string "a-b=1" < "a=2" ('-' < '='); by key "a" < "a-b".
         assert_eq!(canonical_query(&[("a-b", "1"), ("a", "2")]), "a=2&a-b=1");
         // "b=" (encoded "b%3D") sorts after "b"; "b" with value "=x" must not jump ahead.
-        assert_eq!(
-            canonical_query(&[("b=", "1"), ("b", "=x")]),
-            "b=%3Dx&b%3D=1"
-        );
+        assert_eq!(canonical_query(&[("b=", "1"), ("b", "=x")]), "b=%3Dx&b%3D=1");
         // Repeated keys: by value.
-        assert_eq!(
-            canonical_query(&[("k", "z"), ("k", "a"), ("k", "")]),
-            "k=&k=a&k=z"
-        );
+        assert_eq!(canonical_query(&[("k", "z"), ("k", "a"), ("k", "")]), "k=&k=a&k=z");
         // Upper case sorts before lower case (byte order).
-        assert_eq!(
-            canonical_query(&[("b", "1"), ("B", "2"), ("a", "3")]),
-            "B=2&a=3&b=1"
-        );
+        assert_eq!(canonical_query(&[("b", "1"), ("B", "2"), ("a", "3")]), "B=2&a=3&b=1");
         // Sub-resources without a value keep the '='.
         assert_eq!(canonical_query(&[("delete", "")]), "delete=");
         assert_eq!(canonical_query(&[]), "");
         assert_eq!(
-            canonical_query(&[
-                ("list-type", "2"),
-                ("prefix", "a b/ü"),
-                ("continuation-token", "x+y=")
-            ]),
+            canonical_query(&[("list-type", "2"), ("prefix", "a b/ü"), ("continuation-token", "x+y=")]),
             "continuation-token=x%2By%3D&list-type=2&prefix=a%20b%2F%C3%BC"
         );
     }
@@ -470,10 +403,7 @@ mod tests {
             ("X-AMZ-META-A", "\tv1 "),
             ("My-Header", "\"a   b   c\""),
         ]);
-        assert_eq!(
-            h.lines,
-            "host:example.com\nmy-header:\"a b c\"\nx-amz-meta-a:v2,v1\nx-amz-meta-b:two words here\n"
-        );
+        assert_eq!(h.lines, "host:example.com\nmy-header:\"a b c\"\nx-amz-meta-a:v2,v1\nx-amz-meta-b:two words here\n");
         assert_eq!(h.signed, "host;my-header;x-amz-meta-a;x-amz-meta-b");
         assert_eq!(canonical_headers(&[("h", "   ")]).lines, "h:\n");
     }
@@ -484,33 +414,15 @@ mod tests {
     fn amz_date_formats_utc() {
         assert_eq!(amz_date(UNIX_EPOCH), "19700101T000000Z");
         assert_eq!(amz_date(at(1_440_938_160)), "20150830T123600Z");
-        assert_eq!(
-            amz_date(at(951_782_400)),
-            "20000229T000000Z",
-            "leap day, century leap year"
-        );
-        assert_eq!(
-            amz_date(at(1_709_251_199)),
-            "20240229T235959Z",
-            "last second of a leap day"
-        );
+        assert_eq!(amz_date(at(951_782_400)), "20000229T000000Z", "leap day, century leap year");
+        assert_eq!(amz_date(at(1_709_251_199)), "20240229T235959Z", "last second of a leap day");
         assert_eq!(amz_date(at(1_709_251_200)), "20240301T000000Z");
-        assert_eq!(
-            amz_date(at(4_107_542_399)),
-            "21000228T235959Z",
-            "2100 is not a leap year"
-        );
+        assert_eq!(amz_date(at(4_107_542_399)), "21000228T235959Z", "2100 is not a leap year");
         assert_eq!(amz_date(at(4_107_542_400)), "21000301T000000Z");
         assert_eq!(amz_date(at(1_767_225_599)), "20251231T235959Z");
         // Sub-second parts are truncated, not rounded.
-        assert_eq!(
-            amz_date(at(59) + Duration::from_millis(999)),
-            "19700101T000059Z"
-        );
-        assert_eq!(
-            amz_date(UNIX_EPOCH - Duration::from_millis(1)),
-            "19691231T235959Z"
-        );
+        assert_eq!(amz_date(at(59) + Duration::from_millis(999)), "19700101T000059Z");
+        assert_eq!(amz_date(UNIX_EPOCH - Duration::from_millis(1)), "19691231T235959Z");
     }
 
     #[test]
@@ -519,17 +431,9 @@ mod tests {
         // leap rule and era boundary.
         for days in (-40_000_i64..106_000).step_by(13) {
             let secs = days * 86_400 + 3_723;
-            let t = if secs >= 0 {
-                at(secs as u64)
-            } else {
-                UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-            };
+            let t = if secs >= 0 { at(secs as u64) } else { UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) };
             let s = amz_date(t);
-            let (y, m, d) = (
-                s[0..4].parse().unwrap(),
-                s[4..6].parse().unwrap(),
-                s[6..8].parse().unwrap(),
-            );
+            let (y, m, d) = (s[0..4].parse().unwrap(), s[4..6].parse().unwrap(), s[6..8].parse().unwrap());
             assert_eq!(days_from_civil(y, m, d), days, "{s}");
             assert_eq!(&s[8..], "T010203Z");
         }
@@ -540,51 +444,28 @@ mod tests {
     #[test]
     fn signing_key_matches_aws_docs_example() {
         // From the AWS "Examples of how to derive a signing key" page.
-        let key = signing_key(
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            "20120215",
-            "us-east-1",
-            "iam",
-        );
-        assert_eq!(
-            hex::encode(key),
-            "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
-        );
+        let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam");
+        assert_eq!(hex::encode(key), "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d");
     }
 
     #[test]
     fn hmac_handles_keys_longer_than_a_block() {
         // RFC 4231 test case 6: 131-byte key.
         let key = [0xaa_u8; 131];
-        let mac = hmac_sha256(
-            &key,
-            b"Test Using Larger Than Block-Size Key - Hash Key First",
-        );
-        assert_eq!(
-            hex::encode(mac),
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
+        let mac = hmac_sha256(&key, b"Test Using Larger Than Block-Size Key - Hash Key First");
+        assert_eq!(hex::encode(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
     }
 
     #[test]
     fn steps_compose_for_get_vanilla() {
-        let headers = canonical_headers(&[
-            ("Host", "example.amazonaws.com"),
-            ("X-Amz-Date", "20150830T123600Z"),
-        ]);
+        let headers = canonical_headers(&[("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")]);
         let cr = canonical_request("GET", "/", "", &headers, EMPTY_SHA256);
         assert_eq!(
             cr,
             "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n\
              e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        let scope = credential_scope(
-            "20150830",
-            &Scope {
-                region: "us-east-1",
-                service: "service",
-            },
-        );
+        let scope = credential_scope("20150830", &Scope { region: "us-east-1", service: "service" });
         assert_eq!(scope, "20150830/us-east-1/service/aws4_request");
         let sts = string_to_sign("20150830T123600Z", &scope, &cr);
         assert_eq!(
@@ -592,16 +473,8 @@ mod tests {
             "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n\
              bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63"
         );
-        let key = signing_key(
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            "20150830",
-            "us-east-1",
-            "service",
-        );
-        assert_eq!(
-            signature(&key, &sts),
-            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
-        );
+        let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20150830", "us-east-1", "service");
+        assert_eq!(signature(&key, &sts), "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
     }
 
     fn test_creds(token: Option<&str>) -> Credentials {
@@ -629,23 +502,15 @@ mod tests {
         let sig = sign_headers(
             &req,
             &test_creds(Some("tok")),
-            &Scope {
-                region: "us-east-1",
-                service: "service",
-            },
+            &Scope { region: "us-east-1", service: "service" },
             at(1_440_938_160),
         );
         let names: Vec<&str> = sig.headers.iter().map(|(n, _)| *n).collect();
-        assert_eq!(
-            names,
-            ["x-amz-date", "x-amz-security-token", "authorization"]
-        );
+        assert_eq!(names, ["x-amz-date", "x-amz-security-token", "authorization"]);
         assert_eq!(sig.header("x-amz-date"), Some("20150830T123600Z"));
         assert!(!sig.canonical_request.contains("stale"));
         assert!(!sig.canonical_request.contains("1999"));
-        assert!(sig
-            .canonical_request
-            .contains("\n\nhost;x-amz-date;x-amz-security-token\n"));
+        assert!(sig.canonical_request.contains("\n\nhost;x-amz-date;x-amz-security-token\n"));
     }
 
     #[test]
@@ -653,10 +518,7 @@ mod tests {
         let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
         let token = "SESSION/TOKEN+secret==";
         let creds = test_creds(Some(token));
-        let scope = Scope {
-            region: "garage",
-            service: "s3",
-        };
+        let scope = Scope { region: "garage", service: "s3" };
         let req = Request {
             method: "GET",
             path: "/bucket/key",
@@ -669,12 +531,7 @@ mod tests {
         // The token really is in there (so the redaction is doing something)...
         assert!(header_sig.canonical_request.contains(token));
         assert!(presigned.query.contains(&uri_encode(token, true)));
-        for dbg in [
-            format!("{creds:?}"),
-            format!("{header_sig:?}"),
-            format!("{presigned:?}"),
-            format!("{req:?}"),
-        ] {
+        for dbg in [format!("{creds:?}"), format!("{header_sig:?}"), format!("{presigned:?}"), format!("{req:?}")] {
             assert!(!dbg.contains(secret), "{dbg}");
             assert!(!dbg.contains(&uri_encode(secret, true)), "{dbg}");
             assert!(!dbg.contains(token), "{dbg}");
@@ -728,9 +585,7 @@ mod tests {
     /// continuation lines), blank line, body.
     fn parse_request(text: &str) -> SuiteRequest {
         let text = text.replace("\r\n", "\n");
-        let (head, body) = text
-            .split_once("\n\n")
-            .unwrap_or((text.trim_end_matches('\n'), ""));
+        let (head, body) = text.split_once("\n\n").unwrap_or((text.trim_end_matches('\n'), ""));
         let mut lines = head.lines();
         let request_line = lines.next().unwrap();
         // The target may contain spaces ("/example space/"): it runs to the last space.
@@ -762,15 +617,11 @@ mod tests {
     /// True when RFC 3986 dot-segment removal and '//' merging leave the path unchanged.
     fn already_normal(path: &str) -> bool {
         let segments: Vec<&str> = path.split('/').skip(1).collect();
-        segments
-            .iter()
-            .enumerate()
-            .all(|(i, s)| *s != "." && *s != ".." && (!s.is_empty() || i + 1 == segments.len()))
+        segments.iter().enumerate().all(|(i, s)| *s != "." && *s != ".." && (!s.is_empty() || i + 1 == segments.len()))
     }
 
     fn read(dir: &Path, file: &str) -> String {
-        std::fs::read_to_string(dir.join(file))
-            .unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
+        std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
     }
 
     #[test]
@@ -815,30 +666,16 @@ mod tests {
                 secret_access_key: c["secret_access_key"].as_str().unwrap().to_owned(),
                 session_token: c["token"].as_str().map(str::to_owned),
             };
-            let scope = Scope {
-                region: ctx["region"].as_str().unwrap(),
-                service: ctx["service"].as_str().unwrap(),
-            };
+            let scope = Scope { region: ctx["region"].as_str().unwrap(), service: ctx["service"].as_str().unwrap() };
             let time = parse_rfc3339(ctx["timestamp"].as_str().unwrap());
             let expires = ctx["expiration_in_seconds"].as_u64().unwrap();
             // The expected canonical requests use the body hash when sign_body is
             // set and the empty-body hash otherwise, for headers and query alike.
-            let payload_hash = if ctx["sign_body"].as_bool().unwrap() {
-                sha256_hex(&req.body)
-            } else {
-                EMPTY_SHA256.to_owned()
-            };
+            let payload_hash =
+                if ctx["sign_body"].as_bool().unwrap() { sha256_hex(&req.body) } else { EMPTY_SHA256.to_owned() };
             let path = uri_encode(&req.path, false);
-            let query: Vec<(&str, &str)> = req
-                .query
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let mut headers: Vec<(&str, &str)> = req
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
+            let query: Vec<(&str, &str)> = req.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut headers: Vec<(&str, &str)> = req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
 
             // Query variant: headers as in request.txt.
             let presigned = presign_query(
@@ -854,16 +691,8 @@ mod tests {
                 time,
                 expires,
             );
-            assert_eq!(
-                presigned.canonical_request,
-                read(dir, "query-canonical-request.txt"),
-                "{name}"
-            );
-            assert_eq!(
-                presigned.string_to_sign,
-                read(dir, "query-string-to-sign.txt"),
-                "{name}"
-            );
+            assert_eq!(presigned.canonical_request, read(dir, "query-canonical-request.txt"), "{name}");
+            assert_eq!(presigned.string_to_sign, read(dir, "query-string-to-sign.txt"), "{name}");
             let expected_sig = read(dir, "query-signature.txt");
             let (_, sig) = presigned.query.rsplit_once("&X-Amz-Signature=").unwrap();
             assert_eq!(sig, expected_sig, "{name}");
@@ -894,25 +723,14 @@ mod tests {
                 &scope,
                 time,
             );
-            assert_eq!(
-                signed_headers.canonical_request,
-                read(dir, "header-canonical-request.txt"),
-                "{name}"
-            );
-            assert_eq!(
-                signed_headers.string_to_sign,
-                read(dir, "header-string-to-sign.txt"),
-                "{name}"
-            );
+            assert_eq!(signed_headers.canonical_request, read(dir, "header-canonical-request.txt"), "{name}");
+            assert_eq!(signed_headers.string_to_sign, read(dir, "header-string-to-sign.txt"), "{name}");
             let auth = signed_headers.header("authorization").unwrap();
             let (_, sig) = auth.rsplit_once("Signature=").unwrap();
             assert_eq!(sig, read(dir, "header-signature.txt"), "{name}");
             let signed = parse_request(&read(dir, "header-signed-request.txt"));
-            let expected_auth = signed
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-                .map(|(_, v)| v.as_str());
+            let expected_auth =
+                signed.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str());
             assert_eq!(Some(auth), expected_auth, "{name}");
             header_checked += 1;
         }
@@ -932,14 +750,8 @@ mod tests {
             ]
         );
         // Guards against a moved fixture directory passing vacuously.
-        assert!(
-            header_checked >= 30,
-            "only {header_checked} header cases checked"
-        );
-        assert!(
-            query_checked >= 30,
-            "only {query_checked} query cases checked"
-        );
+        assert!(header_checked >= 30, "only {header_checked} header cases checked");
+        assert!(query_checked >= 30, "only {query_checked} query cases checked");
     }
 
     // ---- botocore cross-check -----------------------------------------------------------
@@ -1142,8 +954,7 @@ mod tests {
     ];
 
     const BOTO_ACCESS_KEY: &str = "GK31c2f218a2e44f485b94239e";
-    const BOTO_SECRET_KEY: &str =
-        "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835";
+    const BOTO_SECRET_KEY: &str = "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835";
     const BOTO_TOKEN: &str = "FQoGZXIvYXdzE//////////+session/token=";
     const BOTO_BODY: &[u8] = b"hello, cache\n";
     const BOTO_TIME: &str = "2024-02-29T23:59:59Z";
@@ -1151,10 +962,7 @@ mod tests {
     #[test]
     fn botocore_s3_cross_check() {
         assert_eq!(BOTO_CASES.len(), 20);
-        let scope = Scope {
-            region: "garage",
-            service: "s3",
-        };
+        let scope = Scope { region: "garage", service: "s3" };
         let time = parse_rfc3339(BOTO_TIME);
         let body_hash = sha256_hex(BOTO_BODY);
         for case in BOTO_CASES {
@@ -1184,16 +992,8 @@ mod tests {
                 &scope,
                 time,
             );
-            assert_eq!(
-                header.header("authorization"),
-                Some(case.authorization),
-                "{name}"
-            );
-            assert_eq!(
-                header.header("x-amz-date"),
-                Some("20240229T235959Z"),
-                "{name}"
-            );
+            assert_eq!(header.header("authorization"), Some(case.authorization), "{name}");
+            assert_eq!(header.header("x-amz-date"), Some("20240229T235959Z"), "{name}");
 
             let query = presign(
                 &Request {
@@ -1208,10 +1008,7 @@ mod tests {
                 time,
                 900,
             );
-            let sig = |q: &str| {
-                q.rsplit_once("&X-Amz-Signature=")
-                    .map(|(_, s)| s.to_owned())
-            };
+            let sig = |q: &str| q.rsplit_once("&X-Amz-Signature=").map(|(_, s)| s.to_owned());
             assert_eq!(sig(&query), sig(case.presigned_query), "{name}");
             // botocore orders operation params first; compare as sets of encoded pairs.
             let mut ours: Vec<&str> = query.split('&').collect();

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Install the S3-compatible servers and Python tools the integration tests use:
+#   garage 2.5.0 (cargo), s3s-fs 0.14.1 (cargo), moto[server] + boto3 (pip).
+# Idempotent: prints one line per thing it installs, or "test deps present".
+# Needs only crates.io, PyPI and (when a compiler/python is missing and we run as
+# root) the Debian archive. A cold run compiles garage: ~10 min on 2 cores.
+set -euo pipefail
+
+GARAGE_VERSION=2.5.0
+S3S_FS_VERSION=0.14.1
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$PATH:$CARGO_BIN"
+installed=0
+
+log() { echo "install-test-deps: $*"; }
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+		log "need root to run: $*" >&2
+		return 1
+	fi
+}
+
+apt_install() {
+	command -v apt-get >/dev/null || {
+		log "missing $* and no apt-get; install it by hand" >&2
+		exit 1
+	}
+	log "apt-get install $*"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# $1 = binary, $2 = version: true if "$1 --version" mentions the version.
+has_version() {
+	local out
+	command -v "$1" >/dev/null 2>&1 || return 1
+	out=$("$1" --version 2>&1) || return 1
+	case "$out" in *"$2"*) return 0 ;; *) return 1 ;; esac
+}
+
+cargo_install() { # crate version [extra args]
+	local crate=$1 version=$2
+	shift 2
+	command -v cargo >/dev/null || {
+		log "cargo not found (install a Rust toolchain first)" >&2
+		exit 1
+	}
+	command -v cc >/dev/null || apt_install build-essential pkg-config
+	log "cargo install $crate $version (slow)"
+	cargo install "$crate" --version "$version" --locked --quiet "$@"
+	installed=1
+}
+
+has_version garage "$GARAGE_VERSION" ||
+	cargo_install garage "$GARAGE_VERSION"
+has_version s3s-fs "$S3S_FS_VERSION" ||
+	cargo_install s3s-fs "$S3S_FS_VERSION" --features binary
+
+command -v python3 >/dev/null || apt_install python3 python3-pip python3-venv
+
+if ! python3 -c 'import moto.server, flask, boto3' >/dev/null 2>&1; then
+	python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+	log "pip install moto[server] boto3"
+	# Debian's system python is "externally managed" (PEP 668): retry with
+	# --break-system-packages (fine on a throwaway CI machine).
+	export PIP_ROOT_USER_ACTION=ignore PIP_NO_WARN_SCRIPT_LOCATION=1
+	python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' boto3 2>/dev/null ||
+		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]' boto3
+	installed=1
+fi
+
+[ "$installed" = 1 ] || echo "test deps present"

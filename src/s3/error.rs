@@ -1,0 +1,187 @@
+//! What can go wrong talking to S3, named by operation and object, and classified for
+//! the retry and switch-off decisions of the remote tier.
+
+use super::xml::ErrorDoc;
+use std::fmt;
+use std::io;
+
+/// A failed S3 request.
+#[derive(Debug)]
+pub enum S3Error {
+    /// No HTTP response: connection refused or reset, DNS, TLS, timeout.
+    Transport { op: String, timeout: bool, message: String },
+    /// The store answered with a non-success status.
+    Status { op: String, status: u16, doc: Box<ErrorDoc> },
+    /// The response body broke off or was not what it said.
+    Body { op: String, source: io::Error },
+    /// Writing the downloaded body locally failed (not the store's fault).
+    Sink { op: String, source: io::Error },
+    /// The request could not even be built (an invalid header or URL).
+    Request { op: String, message: String },
+}
+
+impl S3Error {
+    /// Classifies a ureq error.
+    pub fn transport(op: &str, e: ureq::Error) -> S3Error {
+        let timeout = matches!(e, ureq::Error::Timeout(_));
+        let message = match &e {
+            ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+            other => other.to_string(),
+        };
+        S3Error::Transport { op: op.to_string(), timeout, message }
+    }
+
+    /// The S3 error code, when the store sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            S3Error::Status { doc, .. } => doc.code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when there was a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            S3Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Worth another attempt: the SDKs' "standard" transient set (5xx, throttling,
+    /// request timeouts, broken connections). Timeouts are not retried here because a
+    /// second full wait would double what the build waits.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            S3Error::Transport { timeout, .. } => !timeout,
+            S3Error::Body { .. } => true,
+            S3Error::Status { status, doc, .. } => {
+                matches!(status, 500 | 502 | 503 | 504)
+                    || matches!(
+                        doc.code.as_deref(),
+                        Some(
+                            "SlowDown"
+                                | "RequestTimeout"
+                                | "InternalError"
+                                | "Throttling"
+                                | "ThrottlingException"
+                                | "RequestThrottled"
+                                | "TooManyRequestsException"
+                        )
+                    )
+            }
+            S3Error::Sink { .. } | S3Error::Request { .. } => false,
+        }
+    }
+
+    /// A 403 that may just mean "no such key" (S3 answers 403 instead of 404 to callers
+    /// without ListBucket permission), as opposed to refused credentials.
+    pub fn is_access_denied(&self) -> bool {
+        matches!(self, S3Error::Status { status: 403, doc, .. } if matches!(doc.code.as_deref(), None | Some("AccessDenied")))
+    }
+
+    /// A hint for the user on what to change, for errors that are configuration mistakes.
+    pub fn hint(&self) -> Option<String> {
+        let S3Error::Status { status, doc, .. } = self else {
+            return match self {
+                S3Error::Transport { .. } => {
+                    Some("check --endpoint / AWS_ENDPOINT_URL and that the store is reachable".into())
+                }
+                _ => None,
+            };
+        };
+        let hint = match (doc.code.as_deref(), status) {
+            (Some("SignatureDoesNotMatch"), _) => {
+                "check AWS_SECRET_ACCESS_KEY, and that --region matches the store's region (run with -vv to compare signatures)"
+                    .to_string()
+            }
+            (Some("InvalidAccessKeyId"), _) => "AWS_ACCESS_KEY_ID is not known to this store".into(),
+            (Some("AuthorizationHeaderMalformed" | "PermanentRedirect"), _) | (_, 301) => match &doc.region {
+                Some(r) => format!("the bucket is in region {r:?}: set --region {r} (or AWS_REGION)"),
+                None => "the region or endpoint is wrong for this bucket: check --region and --endpoint".into(),
+            },
+            (Some("NoSuchBucket"), _) => "the bucket does not exist: check --bucket and --endpoint".into(),
+            (Some("ExpiredToken" | "InvalidToken"), _) => "the session token has expired: refresh AWS_SESSION_TOKEN".into(),
+            (Some("RequestTimeTooSkewed"), _) => "this machine's clock is off; fix its time".into(),
+            (_, 403) => "the credentials lack permission for this bucket or prefix (s3:GetObject / s3:PutObject)".into(),
+            _ => return None,
+        };
+        Some(hint)
+    }
+}
+
+impl fmt::Display for S3Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            S3Error::Transport { op, timeout: true, message } => write!(f, "{op}: timed out ({message})"),
+            S3Error::Transport { op, message, .. } => write!(f, "{op}: {message}"),
+            S3Error::Status { op, status, doc } => {
+                write!(f, "{op}: HTTP {status}")?;
+                if let Some(code) = &doc.code {
+                    write!(f, " {code}")?;
+                }
+                if let Some(message) = &doc.message {
+                    write!(f, ": {message}")?;
+                }
+                if let Some(id) = &doc.request_id {
+                    write!(f, " (request ID {id})")?;
+                }
+                Ok(())
+            }
+            S3Error::Body { op, source } => write!(f, "{op}: response body: {source}"),
+            S3Error::Sink { op, source } => write!(f, "{op}: writing the download locally: {source}"),
+            S3Error::Request { op, message } => write!(f, "{op}: cannot build the request: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for S3Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, code: Option<&str>) -> S3Error {
+        S3Error::Status {
+            op: "GET go-cache/ab".into(),
+            status,
+            doc: Box::new(ErrorDoc { code: code.map(str::to_string), ..Default::default() }),
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert!(status(503, Some("SlowDown")).is_transient());
+        assert!(status(500, None).is_transient());
+        assert!(status(400, Some("RequestTimeout")).is_transient());
+        assert!(!status(403, Some("AccessDenied")).is_transient());
+        assert!(!status(400, Some("BadDigest")).is_transient());
+        assert!(status(403, Some("AccessDenied")).is_access_denied());
+        assert!(status(403, None).is_access_denied());
+        assert!(!status(403, Some("SignatureDoesNotMatch")).is_access_denied());
+        let timeout = S3Error::Transport { op: "GET k".into(), timeout: true, message: "t".into() };
+        assert!(!timeout.is_transient());
+        let reset = S3Error::Transport { op: "GET k".into(), timeout: false, message: "reset".into() };
+        assert!(reset.is_transient());
+    }
+
+    #[test]
+    fn messages_name_the_operation_and_suggest_a_fix() {
+        let e = S3Error::Status {
+            op: "PUT go-cache/ab".into(),
+            status: 400,
+            doc: Box::new(ErrorDoc {
+                code: Some("AuthorizationHeaderMalformed".into()),
+                message: Some("region 'us-east-1' is wrong; expecting 'garage'".into()),
+                request_id: Some("R1".into()),
+                region: Some("garage".into()),
+                ..Default::default()
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "PUT go-cache/ab: HTTP 400 AuthorizationHeaderMalformed: region 'us-east-1' is wrong; expecting 'garage' (request ID R1)"
+        );
+        assert!(e.hint().unwrap().contains("--region garage"));
+        assert!(status(403, Some("SignatureDoesNotMatch")).hint().unwrap().contains("-vv"));
+    }
+}
