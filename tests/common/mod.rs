@@ -2,4 +2,5 @@
 // binary uses every helper.
 #![allow(dead_code)]
 
+pub mod go;
 pub mod servers;

@@ -1,0 +1,300 @@
+//! The remote tier end to end: the real binary under the real go, against real
+//! S3-compatible stores on 127.0.0.1 (Garage, s3s-fs, moto), with objects read back by an
+//! independent client (boto3), and with the faults a build must survive: corrupted
+//! objects, a store that is down from the start, one that stops answering, one killed
+//! in the middle of a build, and refused credentials.
+
+mod common;
+
+use common::go::{sha256_file, stat, GoRun, Prog, Sandbox};
+use common::servers::{free_port, S3Server};
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs go through the cache program backed by `server`, on the local tier `tier` (a
+/// directory name inside the sandbox, so each call can start from an empty one).
+fn go_remote(sb: &Sandbox, server: &S3Server, tier: &str, args: &[&str], prog_args: &[&str]) -> GoRun {
+    let gocache = sb.root.join(tier);
+    std::fs::create_dir_all(&gocache).unwrap();
+    let mut env: Vec<(String, String)> = server.env();
+    env.push(("GOCACHE".into(), gocache.to_string_lossy().into_owned()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut all_args: Vec<&str> = prog_args.to_vec();
+    all_args.push(&server.bucket);
+    sb.spawn(args, &env_refs, Prog::Ours(&all_args)).wait()
+}
+
+/// Every object under `prefix` as boto3 sees it: its body hashes to its `outputid`.
+fn assert_objects_verified(server: &S3Server, prefix: &str) -> usize {
+    let objects = server.list(prefix);
+    for o in &objects {
+        let key = o["key"].as_str().unwrap_or_default();
+        let outputid = o["metadata"]["outputid"].as_str().unwrap_or_default();
+        assert_eq!(o["sha256"].as_str(), Some(outputid), "{}: object {key} does not hash to its outputid", server.kind);
+        assert!(o["metadata"]["puttime"].as_str().is_some_and(|t| t.parse::<i64>().is_ok()), "{key}: no puttime");
+        let action_hex = key.rsplit('/').next().unwrap_or_default();
+        assert_eq!(action_hex.len(), 64, "{key}: not <prefix>/<action hex>");
+    }
+    objects.len()
+}
+
+/// Cold build fills the bucket; a new empty local tier then compiles nothing and every
+/// get is a remote hit.
+fn round_trip(server: &S3Server, prefix: &str) {
+    let sb = Sandbox::new(server.kind);
+    let prog = ["--prefix", prefix];
+    // The same command both times: go's lookups depend on its flags.
+    let cold = go_remote(&sb, server, "tier-cold", &["build", "-x", "./..."], &prog);
+    cold.assert_ok();
+    assert!(!cold.compile_lines().is_empty(), "a cold build compiles");
+    let stats = sb.last_stats();
+    assert!(stat(&stats, "puts") > 0, "{stats}");
+    assert_eq!(stat(&stats, "uploads"), stat(&stats, "puts"), "every put uploaded: {stats}");
+    assert_eq!(stat(&stats, "upload_errors"), 0, "{stats}\n{}", cold.stderr);
+    let objects = assert_objects_verified(server, &format!("{prefix}/"));
+    assert!(objects > 0 && objects as u64 <= stat(&stats, "puts"), "{objects} objects for {stats}");
+
+    let warm = go_remote(&sb, server, "tier-warm", &["build", "-x", "./..."], &prog);
+    warm.assert_ok();
+    assert!(
+        warm.compile_lines().is_empty(),
+        "{}: compiled after a bucket fill:\n{:?}",
+        server.kind,
+        warm.compile_lines()
+    );
+    let from_bucket = sb.last_stats();
+    // go itself looks up a few actions it never stores (it misses them on a warm local
+    // cache too), so compare with a rerun on the now-warm local tier: the bucket must
+    // have served every get the local tier serves.
+    go_remote(&sb, server, "tier-warm", &["build", "-x", "./..."], &prog).assert_ok();
+    let local = sb.last_stats();
+    assert!(stat(&local, "local_hits") > 0, "{local}");
+    assert_eq!(stat(&from_bucket, "gets"), stat(&local, "gets"), "{from_bucket}\n{local}");
+    assert_eq!(stat(&from_bucket, "remote_hits"), stat(&local, "local_hits"), "{from_bucket}\n{local}");
+    assert_eq!(stat(&from_bucket, "misses"), stat(&local, "misses"), "{from_bucket}\n{local}");
+    assert!(stat(&from_bucket, "bytes_downloaded") > 0, "{from_bucket}");
+    // What came down is what go stored: the local files hash to their output IDs.
+    for entry in common::go::cache_entries(&sb.root.join("tier-warm")) {
+        let body = common::go::output_path(&sb.root.join("tier-warm"), &entry.output_hex);
+        assert_eq!(sha256_file(&body), entry.output_hex, "{}", body.display());
+    }
+}
+
+#[test]
+fn garage_round_trip_and_test_cache_time() {
+    let server = S3Server::garage();
+    round_trip(&server, "go-cache");
+
+    // go's test cache: a result that came from the bucket keeps its original time, so
+    // `go clean -testcache` (which expires results put before it) makes the test run again.
+    let sb = Sandbox::new("garage-testcache");
+    let prog = ["--prefix", "tests"];
+    let first = go_remote(&sb, &server, "t1", &["test", "./..."], &prog);
+    first.assert_ok();
+    assert!(!first.stdout.contains("(cached)"), "{}", first.stdout);
+    let again = go_remote(&sb, &server, "t2", &["test", "./..."], &prog);
+    again.assert_ok();
+    assert!(again.stdout.contains("(cached)"), "result not cached from the bucket:\n{}", again.stdout);
+    assert!(stat(&sb.last_stats(), "remote_hits") > 0);
+    go_remote(&sb, &server, "t2", &["clean", "-testcache"], &prog).assert_ok();
+    let rerun = go_remote(&sb, &server, "t2", &["test", "./..."], &prog);
+    rerun.assert_ok();
+    assert!(!rerun.stdout.contains("(cached)"), "test not rerun after clean -testcache:\n{}", rerun.stdout);
+}
+
+#[test]
+fn s3s_fs_round_trip_with_awkward_prefix() {
+    round_trip(&S3Server::s3s_fs(), "team cache/ü+=&!'()*~");
+}
+
+#[test]
+fn moto_round_trip_with_signature_checks() {
+    round_trip(&S3Server::moto(), "go-cache");
+}
+
+#[test]
+fn read_only_writes_nothing() {
+    let server = S3Server::garage();
+    let sb = Sandbox::new("readonly");
+    let run = go_remote(&sb, &server, "ro", &["build", "./..."], &["--read-only", "--prefix", "ro"]);
+    run.assert_ok();
+    let stats = sb.last_stats();
+    assert!(stat(&stats, "puts") > 0, "{stats}");
+    assert!(stat(&stats, "remote_not_found") > 0, "the bucket was read: {stats}");
+    assert_eq!(stat(&stats, "uploads") + stat(&stats, "upload_errors"), 0, "{stats}");
+    assert!(server.list("").is_empty(), "read-only wrote to the bucket");
+    // Still a working local cache.
+    let again = go_remote(&sb, &server, "ro", &["build", "-x", "./..."], &["--read-only", "--prefix", "ro"]);
+    again.assert_ok();
+    assert!(again.compile_lines().is_empty());
+}
+
+/// Objects whose bodies were replaced behind our back (same metadata, wrong or truncated
+/// bytes) are misses, never hits, and go rebuilds correctly.
+#[test]
+fn corrupted_objects_are_misses_and_go_rebuilds() {
+    let server = S3Server::s3s_fs();
+    let sb = Sandbox::new("corrupt");
+    go_remote(&sb, &server, "fill", &["build", "-o", "bin1", "."], &[]).assert_ok();
+    let objects = data_files(&server.dir().join("root").join(&server.bucket).join("go-cache"));
+    assert!(objects.len() > 10, "expected the bucket's files on disk, found {}", objects.len());
+    for (i, path) in objects.iter().enumerate() {
+        let len = std::fs::metadata(path).unwrap().len();
+        if len == 0 {
+            std::fs::write(path, b"x").unwrap(); // an empty output that is not empty any more
+        } else if i % 2 == 0 {
+            std::fs::write(path, vec![0x5a; len as usize]).unwrap(); // same size, wrong bytes
+        } else {
+            let mut bytes = std::fs::read(path).unwrap();
+            bytes.truncate(bytes.len() / 2);
+            std::fs::write(path, bytes).unwrap();
+        }
+    }
+
+    let run = go_remote(&sb, &server, "fresh", &["build", "-o", "bin2", "."], &["-v"]);
+    run.assert_ok();
+    let stats = sb.last_stats();
+    // Every object was damaged: nothing may come back as a hit.
+    assert_eq!(stat(&stats, "remote_hits"), 0, "{stats}");
+    assert!(stat(&stats, "remote_bad_objects") > 10, "{stats}");
+    assert_eq!(
+        stat(&stats, "remote_bad_objects") + stat(&stats, "remote_not_found"),
+        stat(&stats, "gets"),
+        "{stats}\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("ignoring object"), "{}", run.stderr);
+    let out = std::process::Command::new(sb.module.join("bin2")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello, world");
+}
+
+fn data_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_file() && !path.to_string_lossy().ends_with(".json") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn store_down_from_the_start_is_switched_off_and_the_build_succeeds() {
+    let port = free_port(); // nothing listens there
+    let sb = Sandbox::new("down");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "GK0000"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "garage"),
+        ("AWS_ENDPOINT_URL_S3", &format!("http://127.0.0.1:{port}")),
+    ];
+    let run = sb.spawn(&["build", "./..."], &env, Prog::Ours(&["cache"])).wait();
+    run.assert_ok();
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains("bucket switched off")).collect();
+    assert_eq!(lines.len(), 1, "one clear line:\n{}", run.stderr);
+    assert!(lines[0].contains("connection refused") && lines[0].contains("AWS_ENDPOINT_URL"), "{}", lines[0]);
+    assert!(!run.stderr.contains("secret"), "a credential reached stderr");
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "remote_disabled"), 1, "{stats}");
+    assert_eq!(stat(&stats, "put_errors"), 0, "{stats}");
+}
+
+/// A store that accepts connections and never answers: every request is cut off by
+/// `--timeout`, the bucket is switched off, and the build finishes.
+#[test]
+fn silent_store_is_cut_off_by_the_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = Arc::clone(&stop);
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while !stop_flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let _ = conn.set_nonblocking(true);
+                let _ = conn.read(&mut [0u8; 1024]);
+                held.push(conn); // read, never answer
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let sb = Sandbox::new("silent");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "GK0000"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "garage"),
+        ("AWS_ENDPOINT_URL_S3", &format!("http://127.0.0.1:{port}")),
+    ];
+    let started = Instant::now();
+    let run =
+        sb.spawn(&["build", "./..."], &env, Prog::Ours(&["--timeout", "1s", "--max-failures", "3", "cache"])).wait();
+    stop.store(true, Ordering::Relaxed);
+    holder.join().unwrap();
+    run.assert_ok();
+    assert!(run.stderr.contains("bucket switched off"), "{}", run.stderr);
+    assert!(run.stderr.contains("timed out"), "{}", run.stderr);
+    let stats = sb.last_stats();
+    assert!(stat(&stats, "remote_get_errors") >= 1, "{stats}");
+    // A hang check, not a benchmark: the whole build stays far below the harness bound.
+    assert!(started.elapsed() < Duration::from_secs(200), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn store_killed_mid_build() {
+    let mut server = S3Server::garage();
+    let sb = Sandbox::new("killed");
+    let gocache = sb.root.join("tier");
+    std::fs::create_dir_all(&gocache).unwrap();
+    let mut env: Vec<(String, String)> = server.env();
+    env.push(("GOCACHE".into(), gocache.to_string_lossy().into_owned()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let bucket = server.bucket.clone();
+    let mut child = sb.spawn(&["build", "-p", "1", "./..."], &env_refs, Prog::Ours(&["-v", &bucket]));
+    // Stop the store once the first uploads have landed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.list("").is_empty() && Instant::now() < deadline && child.is_running() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(child.is_running(), "the build finished before the store could be killed");
+    server.stop();
+    let run = child.wait();
+    run.assert_ok();
+    let stats = sb.last_stats();
+    assert!(stat(&stats, "uploads") > 0, "{stats}");
+    assert_eq!(stat(&stats, "remote_disabled"), 1, "{stats}\n{}", run.stderr);
+    assert_eq!(run.stderr.lines().filter(|l| l.contains("bucket switched off")).count(), 1, "{}", run.stderr);
+    // The local tier is complete: the same build again compiles nothing, store or not.
+    let again = sb.spawn(&["build", "-x", "-p", "1", "./..."], &env_refs, Prog::Ours(&[&bucket])).wait();
+    again.assert_ok();
+    assert!(again.compile_lines().is_empty());
+}
+
+#[test]
+fn refused_credentials_say_what_to_fix() {
+    let server = S3Server::s3s_fs();
+    let sb = Sandbox::new("badcreds");
+    let gocache = sb.root.join("tier");
+    let mut env: Vec<(String, String)> = server.env();
+    env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret-at-all".into()));
+    env.push(("GOCACHE".into(), gocache.to_string_lossy().into_owned()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let bucket = server.bucket.clone();
+    let run = sb.spawn(&["build", "./..."], &env_refs, Prog::Ours(&["-vv", &bucket])).wait();
+    run.assert_ok();
+    let line = run.stderr.lines().find(|l| l.contains("bucket switched off")).unwrap_or_default().to_string();
+    assert!(line.contains("SignatureDoesNotMatch") && line.contains("AWS_SECRET_ACCESS_KEY"), "{}", run.stderr);
+    // -vv shows both sides of the signature for debugging, never the secret.
+    assert!(run.stderr.contains("our canonical request"), "{}", run.stderr);
+    assert!(!run.stderr.contains("not-the-secret-at-all"), "the secret reached stderr");
+    assert!(!run.stderr.contains(&server.secret_key), "the real secret reached stderr");
+    assert!(server.list("").is_empty());
+}
