@@ -125,11 +125,13 @@ impl Remote {
         while inner.pending_uploads.load(Ordering::Relaxed) > 0 {
             let waited = start.elapsed();
             if waited >= bound {
-                let left = inner.pending_uploads.load(Ordering::Relaxed);
+                // Counted here, once: the workers skip what is left without counting it.
                 inner.abandon.store(true, Ordering::Relaxed);
+                let left = inner.pending_uploads.load(Ordering::Relaxed);
+                stats::add(&inner.shared.stats.uploads_skipped, left);
                 log!(
                     0,
-                    "gave up on {left} uploads after --close-timeout {:?}; they will be uploaded by a later build",
+                    "gave up on {left} uploads after --close-timeout {:?}; those outputs stay in the local cache only",
                     bound
                 );
                 return;
@@ -301,7 +303,10 @@ impl Inner {
     fn upload(&self, job: Upload) {
         let stats = &self.shared.stats;
         let size = job.entry.size;
-        if self.health.disabled() || self.abandon.load(Ordering::Relaxed) {
+        if self.abandon.load(Ordering::Relaxed) {
+            return self.upload_done(size);
+        }
+        if self.health.disabled() {
             stats::inc(&stats.uploads_skipped);
             return self.upload_done(size);
         }

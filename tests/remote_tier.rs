@@ -247,6 +247,84 @@ fn silent_store_is_cut_off_by_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(200), "took {:?}", started.elapsed());
 }
 
+/// A fake store on loopback (a fault no real store can be made to show on demand):
+/// lookups get a quick 404, uploads are read and never answered.
+fn spawn_store_that_never_finishes_uploads(stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    let stop = Arc::clone(&stop);
+                    held.push(std::thread::spawn(move || serve_or_stall(conn, &stop, deadline)));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        for h in held {
+            let _ = h.join();
+        }
+    });
+    (port, handle)
+}
+
+fn serve_or_stall(mut conn: std::net::TcpStream, stop: &AtomicBool, deadline: Instant) {
+    use std::io::Write;
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        match conn.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => continue,
+        }
+        // Answer each complete GET/HEAD head with 404; anything else (PUT) is swallowed.
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            buf.drain(..end + 4);
+            if head.starts_with("GET ") || head.starts_with("HEAD ") {
+                let body = "<Error><Code>NoSuchKey</Code></Error>";
+                let reply = format!("HTTP/1.1 404 Not Found\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                if conn.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
+            } else {
+                buf.clear();
+            }
+        }
+    }
+}
+
+#[test]
+fn close_reports_and_bounds_slow_uploads() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (port, server) = spawn_store_that_never_finishes_uploads(Arc::clone(&stop));
+    let sb = Sandbox::new("slowput");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "GK0000"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "garage"),
+        ("AWS_ENDPOINT_URL_S3", &format!("http://127.0.0.1:{port}")),
+    ];
+    let prog = ["--timeout", "60s", "--close-timeout", "4s", "--workers", "2", "cache"];
+    let run = sb.spawn(&["build", "./..."], &env, Prog::Ours(&prog)).wait();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    run.assert_ok();
+    let waiting = run.stderr.lines().find(|l| l.contains("waiting for")).unwrap_or_default();
+    assert!(waiting.contains("uploads") && waiting.contains("MB"), "no progress line:\n{}", run.stderr);
+    assert!(run.stderr.contains("gave up on"), "{}", run.stderr);
+    let stats = sb.last_stats();
+    assert!(stat(&stats, "remote_not_found") > 0, "{stats}");
+    assert_eq!(stat(&stats, "uploads"), 0, "{stats}");
+    assert_eq!(stat(&stats, "uploads_skipped"), stat(&stats, "puts"), "{stats}");
+}
+
 #[test]
 fn store_killed_mid_build() {
     let mut server = S3Server::garage();
