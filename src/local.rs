@@ -20,6 +20,9 @@ const MTIME_INTERVAL: Duration = Duration::from_secs(3600);
 /// Name of the folder, inside the cache directory, for files being written.
 const TMP_DIR: &str = "gocacheprog-tmp";
 
+/// Temporary files older than this were left by a killed process.
+const STALE_TEMP: Duration = Duration::from_secs(86_400);
+
 /// A failure of the local disk, naming the file involved.
 #[derive(Debug)]
 pub struct LocalError {
@@ -66,6 +69,25 @@ impl LocalTier {
         let tmp = dir.join(TMP_DIR);
         fs::create_dir_all(&tmp).map_err(fail("create the cache directory", &tmp))?;
         Ok(LocalTier { dir: dir.to_path_buf(), tmp, counter: AtomicU64::new(0) })
+    }
+
+    /// Removes temporary files older than a day: what killed processes left behind
+    /// (a live writer never takes that long). Meant for a background thread.
+    pub fn sweep_stale_temp_files(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.tmp) else { return 0 };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .is_some_and(|m| now.duration_since(m).is_ok_and(|age| age > STALE_TEMP));
+            if old && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// The cache directory.
@@ -319,6 +341,20 @@ mod tests {
             let m = fs::metadata(p).unwrap().modified().unwrap();
             assert!(m > old + Duration::from_secs(86_400), "{} not bumped", p.display());
         }
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sweep_removes_only_stale_temp_files() {
+        let (tier, dir) = tier();
+        let fresh = dir.join(TMP_DIR).join("fresh");
+        let stale = dir.join(TMP_DIR).join("stale");
+        fs::write(&fresh, b"x").unwrap();
+        fs::write(&stale, b"x").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(2 * 86_400);
+        File::options().write(true).open(&stale).unwrap().set_modified(old).unwrap();
+        assert_eq!(tier.sweep_stale_temp_files(), 1);
+        assert!(fresh.exists() && !stale.exists());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -45,6 +45,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let sweeper = Arc::clone(&local);
+    let _ = std::thread::Builder::new().name("sweep".into()).spawn(move || sweeper.sweep_stale_temp_files());
     let remote = config.remote.as_ref().map(|remote_config| {
         let shared = Shared { local: Arc::clone(&local), stats: Arc::clone(&stats), responder: Arc::clone(&responder) };
         Remote::start(&effective_remote(remote_config), shared)
