@@ -116,13 +116,14 @@ export AWS_ENDPOINT_URL_S3=$GARAGE_ENDPOINT
 remote_pair 0
 
 PROXY_OUT="$WORK_DIR/proxy.out"
+: >"$PROXY_OUT" # exists before the proxy's shell has opened it
 python3 "$LIB_DIR/latency_proxy.py" --listen 0 --upstream "$S3_PORT" --delay-ms "$LATENCY_MS" \
 	--parent-pid $$ --max-seconds 7200 </dev/null >"$PROXY_OUT" 2>"$WORK_DIR/proxy.err" &
 PROXY_PID=$!
 track_pid "$PROXY_PID"
 PROXY_PORT=
 for ((i = 0; i < 100; i++)); do # up to 10 s
-	PROXY_PORT=$(awk '$1 == "ready" { print $2 }' "$PROXY_OUT")
+	PROXY_PORT=$(awk '$1 == "ready" { print $2 }' "$PROXY_OUT" 2>/dev/null || true)
 	[ -n "$PROXY_PORT" ] && break
 	kill -0 "$PROXY_PID" 2>/dev/null || break
 	sleep 0.1

