@@ -18,12 +18,20 @@ pub fn enabled(level: u8) -> bool {
     level <= LEVEL.load(Ordering::Relaxed)
 }
 
-/// Prints `gocacheprog-s3: <message>` on stderr when `level` is enabled.
+/// Prints `gocacheprog-s3: <message>` on stderr when `level` is enabled. A closed stderr
+/// (go gone, a pipe cut short) is ignored rather than a panic like `eprintln!`.
 #[macro_export]
 macro_rules! log {
     ($level:expr, $($arg:tt)*) => {
         if $crate::log::enabled($level) {
-            eprintln!("gocacheprog-s3: {}", format_args!($($arg)*));
+            $crate::log::write_line(format_args!($($arg)*));
         }
     };
+}
+
+/// Writes one whole line to stderr, ignoring errors.
+pub fn write_line(message: std::fmt::Arguments) {
+    use std::io::Write;
+    let line = format!("gocacheprog-s3: {message}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

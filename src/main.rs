@@ -14,20 +14,11 @@ fn main() -> ExitCode {
     let args = std::env::args_os().skip(1).collect();
     let config = match config::parse(args, &|k| std::env::var(k).ok()) {
         Ok(Action::Serve(config)) => config,
-        Ok(Action::Help) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Action::Version) => {
-            println!("gocacheprog-s3 {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
+        Ok(Action::Help) => return print_text(HELP),
+        Ok(Action::Version) => return print_text(concat!("gocacheprog-s3 ", env!("CARGO_PKG_VERSION"), "\n")),
         Err(e) => {
-            eprintln!("gocacheprog-s3: configuration error: {e}");
-            eprintln!(
-                "gocacheprog-s3: fix the GOCACHEPROG command line or its GOCACHEPROG_S3_* \
-                 variables (see gocacheprog-s3 --help)"
-            );
+            log!(0, "configuration error: {e}");
+            log!(0, "fix the GOCACHEPROG command line or its GOCACHEPROG_S3_* variables (see gocacheprog-s3 --help)");
             return ExitCode::from(2);
         }
     };
@@ -76,6 +67,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--help` and `--version` output (a reader that stops early is not an error).
+fn print_text(text: &str) -> ExitCode {
+    let _ = io::Write::write_all(&mut io::stdout().lock(), text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 /// Without credentials the bucket can only be read anonymously (a public-read cache).
