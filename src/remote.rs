@@ -252,7 +252,7 @@ impl Inner {
                     stats::inc(&stats.remote_hits);
                     stats::add(&stats.bytes_downloaded, entry.size);
                     stats::add(&stats.download_ms, started.elapsed().as_millis() as u64);
-                    log!(3, "downloaded {key} ({} bytes)", entry.size);
+                    log!(3, "downloaded {key} ({} bytes) in {:?}", entry.size, started.elapsed());
                     let response = Response::hit(job.request_id, entry.output_id, entry.size, entry.time_nanos, &path);
                     responder.send(&response);
                 }

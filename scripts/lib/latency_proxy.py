@@ -19,14 +19,31 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 
 CHUNK = 256 * 1024
 
 
-async def pump(reader, writer, idle, on_data=None, before_write=None):
+def quick_ack(writer):
+    """Asks the kernel to acknowledge what arrives at once. Some stores (Garage 2.5)
+    leave Nagle's algorithm on: a response body written after its headers is then held
+    until the headers are acknowledged, and a delayed ACK makes that ~40 ms. Without
+    this, the proxy would pass that store artefact on as if it were network latency.
+    Linux clears the flag as it goes, so it is set again before every read."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        except OSError:
+            pass
+
+
+async def pump(reader, writer, idle, on_data=None, before_write=None, before_read=None):
     try:
         while True:
+            if before_read:
+                before_read()
             data = await asyncio.wait_for(reader.read(CHUNK), idle)
             if not data:
                 break
@@ -68,7 +85,7 @@ async def handle(args, creader, cwriter):
     try:
         await asyncio.gather(
             pump(creader, uwriter, args.idle_timeout, on_data=client_sent),
-            pump(ureader, cwriter, args.idle_timeout, before_write=before_answer),
+            pump(ureader, cwriter, args.idle_timeout, before_write=before_answer, before_read=lambda: quick_ack(uwriter)),
         )
     finally:
         for w in (uwriter, cwriter):
