@@ -8,7 +8,7 @@ use super::credentials::Credentials;
 use super::endpoint::{Addressing, Endpoint};
 use super::error::S3Error;
 use super::sigv4::{self, Request, Scope, EMPTY_SHA256};
-use super::xml::{self, ListPage};
+use super::xml::{self, ErrorDoc, ListPage};
 use std::io::{self, Read, Write};
 use std::time::{Duration, SystemTime};
 use ureq::http::{HeaderMap, Response};
@@ -249,18 +249,30 @@ impl Client {
         }
         if doc.code.as_deref() == Some("SignatureDoesNotMatch") && crate::log::enabled(2) {
             if let Some(ours) = ours {
-                log!(
-                    2,
-                    "{op}: SignatureDoesNotMatch\n-- server canonical request:\n{}\n-- our canonical request:\n{}\n-- server string to sign:\n{}\n-- our string to sign:\n{}",
-                    doc.canonical_request.as_deref().unwrap_or("(not sent)"),
-                    ours.0,
-                    doc.string_to_sign.as_deref().unwrap_or("(not sent)"),
-                    ours.1
-                );
+                let token = self.config.credentials.as_ref().and_then(|c| c.session_token.as_deref());
+                log!(2, "{}", signature_mismatch_report(op, &doc, &ours.0, &ours.1, token));
             }
         }
         Err(S3Error::Status { op: op.to_string(), status, doc: Box::new(doc) })
     }
+}
+
+/// Both sides of a SignatureDoesNotMatch, for `-vv`. The session token is a credential and
+/// appears in both canonical requests, so it is redacted.
+fn signature_mismatch_report(
+    op: &str,
+    doc: &ErrorDoc,
+    canonical: &str,
+    string_to_sign: &str,
+    token: Option<&str>,
+) -> String {
+    let text = format!(
+        "{op}: SignatureDoesNotMatch\n-- server canonical request:\n{}\n-- our canonical request:\n{canonical}\n\
+         -- server string to sign:\n{}\n-- our string to sign:\n{string_to_sign}",
+        doc.canonical_request.as_deref().unwrap_or("(not sent)"),
+        doc.string_to_sign.as_deref().unwrap_or("(not sent)"),
+    );
+    sigv4::redact(&text, token)
 }
 
 /// Our canonical request and string to sign, kept on a 403 response for the debug log.
@@ -334,6 +346,26 @@ mod tests {
         let mut r = ExactReader { inner: &mut data, remaining: 4 };
         let err = r.read_to_end(&mut Vec::new()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn signature_report_shows_both_sides_without_the_token() {
+        let doc = ErrorDoc {
+            canonical_request: Some("GET\n/b/k\n\nx-amz-security-token:TOKEN123\n".into()),
+            string_to_sign: Some("AWS4-HMAC-SHA256\nserver".into()),
+            ..Default::default()
+        };
+        let report = signature_mismatch_report(
+            "GET k",
+            &doc,
+            "GET\n/b/k\n\nx-amz-security-token:TOKEN123\nours",
+            "AWS4-HMAC-SHA256\nours",
+            Some("TOKEN123"),
+        );
+        assert!(!report.contains("TOKEN123"), "{report}");
+        assert!(report.contains("-- server canonical request:\nGET\n/b/k"));
+        assert!(report.contains("x-amz-security-token:<redacted>\nours"));
+        assert!(report.contains("-- our string to sign:\nAWS4-HMAC-SHA256\nours"));
     }
 
     #[test]

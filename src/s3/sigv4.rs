@@ -207,7 +207,8 @@ impl fmt::Debug for HeaderSignature {
     }
 }
 
-fn redact(text: &str, secret: Option<&str>) -> String {
+/// `text` with every occurrence of `secret` replaced by `<redacted>`.
+pub fn redact(text: &str, secret: Option<&str>) -> String {
     match secret {
         Some(s) if !s.is_empty() => text.replace(s, "<redacted>"),
         _ => text.to_owned(),
