@@ -163,3 +163,19 @@ fn corrupted_upload_is_rejected_by_payload_hash() {
     assert!(err.status().is_some_and(|s| s >= 400), "{err}");
     assert!(c.head_object("corrupt").unwrap().is_none());
 }
+
+/// https goes through rustls on top of our TCP transport: against a plain-HTTP port the
+/// handshake fails quickly with a transport error (no hang, no panic, no silent plain HTTP).
+#[test]
+fn https_endpoint_uses_tls() {
+    let server = S3Server::garage();
+    let mut c = client(&server, &server.region, &server.secret_key);
+    let https = server.endpoint.replacen("http://", "https://", 1);
+    c = Client::new(ClientConfig { endpoint: Endpoint::parse(&https).unwrap(), ..c.config().clone() });
+    let started = std::time::Instant::now();
+    let err = c.get_object("go-cache/x", &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, S3Error::Transport { timeout: false, .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    // rustls's own words for a server that answered in plain HTTP.
+    assert!(err.to_string().contains("InvalidContentType"), "{err}");
+}

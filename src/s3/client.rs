@@ -57,7 +57,7 @@ impl Client {
     /// Builds the agent: no redirects (a redirect means a wrong region or endpoint), status
     /// codes as values, an idle pool as large as the workers.
     pub fn new(config: ClientConfig) -> Client {
-        let agent = ureq::Agent::config_builder()
+        let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(config.timeout))
@@ -65,8 +65,9 @@ impl Client {
             .max_idle_connections(config.pool_size.max(4))
             .max_idle_connections_per_host(config.pool_size.max(4))
             .user_agent(concat!("gocacheprog-s3/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let resolver = ureq::unversioned::resolver::DefaultResolver::default();
+        let agent = ureq::Agent::with_parts(agent_config, super::transport::connector(), resolver);
         Client { agent, config }
     }
 

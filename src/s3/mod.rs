@@ -4,4 +4,5 @@ pub mod credentials;
 pub mod endpoint;
 pub mod error;
 pub mod sigv4;
+pub mod transport;
 pub mod xml;
