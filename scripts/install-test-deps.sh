@@ -78,8 +78,8 @@ if want moto && ! python3 -c 'import moto.server, flask, boto3' >/dev/null 2>&1;
 	# Debian's system python is "externally managed" (PEP 668): retry with
 	# --break-system-packages (fine on a throwaway CI machine).
 	export PIP_ROOT_USER_ACTION=ignore PIP_NO_WARN_SCRIPT_LOCATION=1
-	python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' boto3 2>/dev/null ||
-		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]' boto3
+	python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.2.1,<5.3' boto3 2>/dev/null ||
+		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]>=5.2.1,<5.3' boto3
 	installed=1
 fi
 
