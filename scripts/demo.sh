@@ -45,26 +45,18 @@ T1=$LAST_SECS
 say "    wall time ${T1} s"
 say ""
 
-say "2. through gocacheprog-s3: empty local tier, empty bucket (cold; fills the bucket)"
-timed_go_build "$WORK_DIR/tier-a" "$(prog "$WORK_DIR/s2.json")" "${TARGET[@]}"
-T2=$LAST_SECS
-say "    wall time ${T2} s"
-stats "$WORK_DIR/s2.json" "$T2"
-say ""
-
-say "3. through gocacheprog-s3: NEW empty local tier, same bucket (everything from the bucket)"
-timed_go_build "$WORK_DIR/tier-b" "$(prog "$WORK_DIR/s3.json")" "${TARGET[@]}"
-T3=$LAST_SECS
-say "    wall time ${T3} s"
-stats "$WORK_DIR/s3.json" "$T3"
-say ""
-
-say "4. through gocacheprog-s3: that local tier again (warm: local hits)"
-timed_go_build "$WORK_DIR/tier-b" "$(prog "$WORK_DIR/s4.json")" "${TARGET[@]}"
-T4=$LAST_SECS
-say "    wall time ${T4} s"
-stats "$WORK_DIR/s4.json" "$T4"
-say ""
+# step N TITLE TIER: one build through the cache on local tier TIER; sets T<N>.
+step() {
+	say "$1. through gocacheprog-s3: $2"
+	timed_go_build "$WORK_DIR/$3" "$(prog "$WORK_DIR/s$1.json")" "${TARGET[@]}"
+	printf -v "T$1" '%s' "$LAST_SECS"
+	say "    wall time ${LAST_SECS} s"
+	stats "$WORK_DIR/s$1.json" "$LAST_SECS"
+	say ""
+}
+step 2 "empty local tier, empty bucket (cold; fills the bucket)" tier-a
+step 3 "NEW empty local tier, same bucket (everything from the bucket)" tier-b
+step 4 "that local tier again (warm: local hits)" tier-b
 
 say "Summary (go build ${TARGET[*]}):"
 say "  cold through cache: ${T2} s (plain go: ${T1} s)"

@@ -15,17 +15,39 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs go through the cache program backed by `server`, on the local tier `tier` (a
-/// directory name inside the sandbox, so each call can start from an empty one).
-fn go_remote(sb: &Sandbox, server: &S3Server, tier: &str, args: &[&str], prog_args: &[&str]) -> GoRun {
+/// go's environment for `server`, with the local tier `tier` (a directory name inside the
+/// sandbox, so each run can start from an empty one).
+fn remote_env(sb: &Sandbox, server: &S3Server, tier: &str) -> Vec<(String, String)> {
     let gocache = sb.root.join(tier);
     std::fs::create_dir_all(&gocache).unwrap();
     let mut env: Vec<(String, String)> = server.env();
     env.push(("GOCACHE".into(), gocache.to_string_lossy().into_owned()));
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env
+}
+
+/// go's environment for a fake store on 127.0.0.1:`port`.
+fn fake_store_env(port: u16) -> Vec<(String, String)> {
+    [
+        ("AWS_ACCESS_KEY_ID", "GK0000".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "secret".to_string()),
+        ("AWS_REGION", "garage".to_string()),
+        ("AWS_ENDPOINT_URL_S3", format!("http://127.0.0.1:{port}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Runs go through the cache program backed by `server`, on the local tier `tier`.
+fn go_remote(sb: &Sandbox, server: &S3Server, tier: &str, args: &[&str], prog_args: &[&str]) -> GoRun {
+    let env = remote_env(sb, server, tier);
     let mut all_args: Vec<&str> = prog_args.to_vec();
     all_args.push(&server.bucket);
-    sb.spawn(args, &env_refs, Prog::Ours(&all_args)).wait()
+    sb.spawn(args, &refs(&env), Prog::Ours(&all_args)).wait()
 }
 
 /// Every object under `prefix` as boto3 sees it: its body hashes to its `outputid`.
@@ -188,13 +210,8 @@ fn data_files(dir: &Path) -> Vec<PathBuf> {
 fn store_down_from_the_start_is_switched_off_and_the_build_succeeds() {
     let port = free_port(); // nothing listens there
     let sb = Sandbox::new("down");
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "GK0000"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ("AWS_REGION", "garage"),
-        ("AWS_ENDPOINT_URL_S3", &format!("http://127.0.0.1:{port}")),
-    ];
-    let run = sb.spawn(&["build", "./..."], &env, Prog::Ours(&["cache"])).wait();
+    let env = fake_store_env(port);
+    let run = sb.spawn(&["build", "./..."], &refs(&env), Prog::Ours(&["cache"])).wait();
     run.assert_ok();
     let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains("bucket switched off")).collect();
     assert_eq!(lines.len(), 1, "one clear line:\n{}", run.stderr);
@@ -227,15 +244,10 @@ fn silent_store_is_cut_off_by_the_timeout() {
         }
     });
     let sb = Sandbox::new("silent");
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "GK0000"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ("AWS_REGION", "garage"),
-        ("AWS_ENDPOINT_URL_S3", &format!("http://127.0.0.1:{port}")),
-    ];
+    let env = fake_store_env(port);
     let started = Instant::now();
-    let run =
-        sb.spawn(&["build", "./..."], &env, Prog::Ours(&["--timeout", "1s", "--max-failures", "3", "cache"])).wait();
+    let prog = ["--timeout", "1s", "--max-failures", "3", "cache"];
+    let run = sb.spawn(&["build", "./..."], &refs(&env), Prog::Ours(&prog)).wait();
     stop.store(true, Ordering::Relaxed);
     holder.join().unwrap();
     run.assert_ok();
@@ -305,14 +317,9 @@ fn close_reports_and_bounds_slow_uploads() {
     let stop = Arc::new(AtomicBool::new(false));
     let (port, server) = spawn_store_that_never_finishes_uploads(Arc::clone(&stop));
     let sb = Sandbox::new("slowput");
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "GK0000"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ("AWS_REGION", "garage"),
-        ("AWS_ENDPOINT_URL_S3", &format!("http://127.0.0.1:{port}")),
-    ];
+    let env = fake_store_env(port);
     let prog = ["--timeout", "60s", "--close-timeout", "4s", "--workers", "2", "cache"];
-    let run = sb.spawn(&["build", "./..."], &env, Prog::Ours(&prog)).wait();
+    let run = sb.spawn(&["build", "./..."], &refs(&env), Prog::Ours(&prog)).wait();
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
     run.assert_ok();
@@ -329,11 +336,8 @@ fn close_reports_and_bounds_slow_uploads() {
 fn store_killed_mid_build() {
     let mut server = S3Server::garage();
     let sb = Sandbox::new("killed");
-    let gocache = sb.root.join("tier");
-    std::fs::create_dir_all(&gocache).unwrap();
-    let mut env: Vec<(String, String)> = server.env();
-    env.push(("GOCACHE".into(), gocache.to_string_lossy().into_owned()));
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = remote_env(&sb, &server, "tier");
+    let env_refs = refs(&env);
     let bucket = server.bucket.clone();
     let mut child = sb.spawn(&["build", "-p", "1", "./..."], &env_refs, Prog::Ours(&["-v", &bucket]));
     // Stop the store once the first uploads have landed.
@@ -359,12 +363,10 @@ fn store_killed_mid_build() {
 fn refused_credentials_say_what_to_fix() {
     let server = S3Server::s3s_fs();
     let sb = Sandbox::new("badcreds");
-    let gocache = sb.root.join("tier");
-    let mut env: Vec<(String, String)> = server.env();
+    let mut env = remote_env(&sb, &server, "tier");
     env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
     env.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret-at-all".into()));
-    env.push(("GOCACHE".into(), gocache.to_string_lossy().into_owned()));
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env_refs = refs(&env);
     let bucket = server.bucket.clone();
     let run = sb.spawn(&["build", "./..."], &env_refs, Prog::Ours(&["-vv", &bucket])).wait();
     run.assert_ok();

@@ -82,6 +82,15 @@ impl QuickAckTransport {
     fn quick_ack(&self) {}
 }
 
+/// The socket timeout for the next I/O (`None`: no limit), or the timeout error when the
+/// budget is already spent. Socket options are only changed when the value changes.
+fn remaining(timeout: NextTimeout) -> Result<Option<Duration>, Error> {
+    if timeout.after.is_zero() {
+        return Err(Error::Timeout(timeout.reason));
+    }
+    Ok(timeout.not_zero().map(|t| *t))
+}
+
 /// Maps a timed-out or would-block I/O error to ureq's timeout error.
 fn io_error(e: io::Error, timeout: NextTimeout) -> Error {
     match e.kind() {
@@ -97,10 +106,7 @@ impl Transport for QuickAckTransport {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
         let timeout = timeout.for_write();
-        if timeout.after.is_zero() {
-            return Err(Error::Timeout(timeout.reason));
-        }
-        let limit = timeout.not_zero().map(|t| *t);
+        let limit = remaining(timeout)?;
         if limit != self.write_timeout {
             self.stream.set_write_timeout(limit)?;
             self.write_timeout = limit;
@@ -111,10 +117,7 @@ impl Transport for QuickAckTransport {
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
         let timeout = timeout.for_read();
-        if timeout.after.is_zero() {
-            return Err(Error::Timeout(timeout.reason));
-        }
-        let limit = timeout.not_zero().map(|t| *t);
+        let limit = remaining(timeout)?;
         if limit != self.read_timeout {
             self.stream.set_read_timeout(limit)?;
             self.read_timeout = limit;
