@@ -153,9 +153,7 @@ impl LocalTier {
     /// the final output path.
     pub fn store(&self, action: &Id, entry: &Entry, mut body: TempFile) -> Result<PathBuf, LocalError> {
         let out_path = self.output_path(&entry.output_id);
-        if let Some(file) = body.file.take() {
-            drop(file);
-        }
+        body.file.take(); // closed before the rename
         let reuse = fs::metadata(&out_path).is_ok_and(|m| m.is_file() && m.len() == entry.size);
         if !reuse {
             rename_into_place(&body.path, &out_path)?;

@@ -217,7 +217,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Why a downloaded object was not accepted.
+/// What one lookup in the bucket found.
 enum Fetched {
     Hit { entry: Entry, temp: TempFile },
     NotFound,

@@ -117,7 +117,8 @@ impl Stats {
 
     /// A short human summary for stderr.
     pub fn summary(&self) -> String {
-        let get = |name: &str| self.snapshot().iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v);
+        let snapshot = self.snapshot();
+        let get = |name: &str| snapshot.iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v);
         format!(
             "{} gets ({} local hits, {} remote hits, {} misses, {} errors), {} puts, \
              {} uploads ({} failed, {} skipped); {} read locally, {} downloaded, {} uploaded; {:.1}s",
