@@ -1,17 +1,27 @@
-# A static (musl) gocacheprog-s3 in an otherwise empty image. Use it as a stage to copy
-# the binary into a Go build image:
+# Two images around one static (musl) gocacheprog-s3, built by scripts/build-static.sh
+# (the same script the test suite runs; every step here is one of the repository's
+# scripts, so what Docker does is tested without Docker):
+#
+#   docker build --target static -t gocacheprog-s3 .      # FROM scratch: the binary only
+#   docker build --target golang -t golang-cached .       # golang with GOCACHEPROG preset
+#
+# The scratch image is meant as a stage to copy from:
 #   COPY --from=gocacheprog-s3 /gocacheprog-s3 /usr/local/bin/gocacheprog-s3
-#   ENV GOCACHEPROG="/usr/local/bin/gocacheprog-s3 my-bucket"
+# The golang image needs only the bucket (and credentials) at run time:
+#   docker run -e GOCACHEPROG_S3_BUCKET=my-bucket -e AWS_REGION=eu-west-1 ... golang-cached go build ./...
 FROM rust:1-bookworm AS build
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends musl-tools \
-    && rm -rf /var/lib/apt/lists/* \
-    && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl
+COPY tests ./tests
+COPY scripts ./scripts
+RUN scripts/build-static.sh > /tmp/binary-path && cp "$(cat /tmp/binary-path)" /gocacheprog-s3
 
-FROM scratch
-COPY --from=build /src/target/x86_64-unknown-linux-musl/release/gocacheprog-s3 /gocacheprog-s3
+FROM golang:1-bookworm AS golang
+COPY --from=build /gocacheprog-s3 /usr/local/bin/gocacheprog-s3
+# A local-only cache until GOCACHEPROG_S3_BUCKET (or the BUCKET argument) names a bucket.
+ENV GOCACHEPROG=/usr/local/bin/gocacheprog-s3
+
+FROM scratch AS static
+COPY --from=build /gocacheprog-s3 /gocacheprog-s3
 ENTRYPOINT ["/gocacheprog-s3"]

@@ -1,190 +1,508 @@
 #!/usr/bin/env bash
-# gocacheprog-s3 benchmark: figures, not pass/fail. In one run, for
-# `go build $BENCH_TARGET` (default std):
-#   - plain GOCACHE, cold and warm;
-#   - through the cache, local only, cold and warm (warm vs plain warm = the
-#     protocol overhead);
-#   - through the cache with a Garage bucket on 127.0.0.1, cold (fills the
-#     bucket) and warm from the bucket on an empty local tier: Garage directly,
-#     and through lib/latency_proxy.py at 0 ms and at a simulated round trip
-#     (default 20 ms);
-#   - peak RSS of the cache program in each of those builds (/usr/bin/time);
-#   - start-up time to the handshake line (N spawns, median and p90);
-#   - the binary's size.
-# Prints a markdown table at the end. ~10-15 min for std on 2 cores.
+# gocacheprog-s3 benchmark: figures, not pass/fail.
 #
-# Env: BENCH_TARGET="std" (space-separated packages), BENCH_QUICK=1 (target
-# "fmt net/http", 1 warm run: a fast check), BENCH_WARM_RUNS=3 (warm builds
-# repeated, the median shown), BENCH_LATENCY_MS=20, BENCH_STARTUP_N=50,
-# KEEP_WORK_DIR=1 (keep temp dir and logs), CACHEPROG_BIN=/path (skip cargo build).
+#   scripts/bench.sh            full run (3 repetitions; writes docs/benchmarks.md and .svg)
+#   scripts/bench.sh --quick    short run (1 repetition, small workloads; report on stdout)
+#   scripts/bench.sh --out FILE the report to FILE instead (and the chart to FILE's .svg)
+#
+# Workloads: `go build std`, and a real module with dependencies (mikefarah/yq, pinned)
+# built and test-linked in its own source dir (`go build ./...` then `go test -run XXX
+# ./...`, one figure). The module's source and dependencies come once per machine from
+# the Go module proxy into ~/.cache/gocacheprog-s3/bench-src; timed runs are offline.
+#
+# Scenarios, per workload: plain GOCACHE cold and warm; through the cache, local only,
+# cold and warm; with a Garage bucket on 127.0.0.1 directly, cold (empty bucket prefix
+# and local tier: fills the bucket) and warm bucket + empty local tier (the CI case); the
+# same two behind a latency/bandwidth proxy at each of $BENCH_LATENCIES ms per round trip
+# and $BENCH_BANDWIDTH_MB MB/s; and warm bucket + empty local tier at the first latency
+# with --no-prefetch (when the binary has that flag). Every scenario runs once per
+# repetition, in order, before the next repetition (interleaved: drift hits all alike);
+# the report shows medians and the individual runs.
+#
+# Per row: wall time and its ratios to plain cold and plain warm, the cache program's
+# counters (summed over the go commands' sessions), its CPU time and peak RSS
+# (/usr/bin/time), the prefetch counters. Also start-up time to the handshake, binary
+# sizes (glibc and static musl), the proxy's own ceiling, and a targets table.
+#
+# Installs what it needs (garage via install-test-deps.sh, Go via lib/go.sh, time, musl
+# tools), idempotent. Everything it starts is stopped on exit.
+#
+# Env: BENCH_REPS (3; quick 1), BENCH_LATENCIES ("20 50"), BENCH_BANDWIDTH_MB (100),
+#   BENCH_STD_TARGET ("std"; quick "fmt net/http"), BENCH_MODULE (module@version; "none"
+#   skips it), BENCH_MODULE_PKGS ("./..."; quick: two of its dependencies),
+#   BENCH_STARTUP_N (50; quick 20), BENCH_GO_TIMEOUT (1800 s per go command),
+#   BENCH_MUSL=0 (skip the musl build), FAULTPROXY_BIN=/path (skip its build), CACHEPROG_BIN=/path (skip
+#   cargo build), KEEP_WORK_DIR=1 (keep the temp dir: logs, stats files, raw results),
+#   BENCH_QUICK=1 (same as --quick).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-common_init bench
-if [ "${BENCH_QUICK:-0}" = 1 ]; then
-	DEFAULT_TARGET="fmt net/http"
-	DEFAULT_RUNS=1
-else
-	DEFAULT_TARGET=std
-	DEFAULT_RUNS=3
+usage() {
+	sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	echo "(see the header of ${BASH_SOURCE[0]} for the BENCH_* variables)"
+}
+
+COMMAND_LINE="scripts/bench.sh${*:+ $*}"
+QUICK=${BENCH_QUICK:-0}
+OUT_FILE=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) QUICK=1 ;;
+	--out)
+		[ $# -ge 2 ] || {
+			usage >&2
+			exit 2
+		}
+		OUT_FILE=$2
+		shift
+		;;
+	--out=*) OUT_FILE=${1#--out=} ;;
+	-h | --help)
+		usage
+		exit 0
+		;;
+	*)
+		usage >&2
+		exit 2
+		;;
+	esac
+	shift
+done
+if [ -n "$OUT_FILE" ]; then
+	mkdir -p "$(dirname "$OUT_FILE")"
+	OUT_FILE="$(cd "$(dirname "$OUT_FILE")" && pwd)/$(basename "$OUT_FILE")"
 fi
-read -r -a TARGET <<<"${BENCH_TARGET:-$DEFAULT_TARGET}"
-WARM_RUNS=${BENCH_WARM_RUNS:-$DEFAULT_RUNS}
-LATENCY_MS=${BENCH_LATENCY_MS:-20}
-STARTUP_N=${BENCH_STARTUP_N:-50}
+for v in BENCH_REPS BENCH_LATENCIES BENCH_BANDWIDTH_MB BENCH_STD_TARGET BENCH_MODULE \
+	BENCH_MODULE_PKGS BENCH_STARTUP_N BENCH_MUSL CACHEPROG_BIN FAULTPROXY_BIN; do
+	[ -z "${!v:-}" ] || COMMAND_LINE="$v=${!v} $COMMAND_LINE"
+done
+
+common_init bench
+
+if [ "$QUICK" = 1 ]; then
+	REPS=${BENCH_REPS:-1}
+	read -r -a STD_PKGS <<<"${BENCH_STD_TARGET:-fmt net/http}"
+	# yq is one big library (every package of it pulls in ~300): two of its dependencies,
+	# built and test-linked in yq's module, keep the module path quick.
+	read -r -a MOD_PKGS <<<"${BENCH_MODULE_PKGS:-github.com/spf13/cobra github.com/goccy/go-yaml}"
+	STARTUP_N=${BENCH_STARTUP_N:-20}
+	SELFTEST_ARGS=(--seconds 2)
+else
+	REPS=${BENCH_REPS:-3}
+	read -r -a STD_PKGS <<<"${BENCH_STD_TARGET:-std}"
+	read -r -a MOD_PKGS <<<"${BENCH_MODULE_PKGS:-./...}"
+	STARTUP_N=${BENCH_STARTUP_N:-50}
+	SELFTEST_ARGS=()
+fi
+MODULE=${BENCH_MODULE:-github.com/mikefarah/yq/v4@v4.54.3}
+read -r -a LATENCIES <<<"${BENCH_LATENCIES:-20 50}"
+BANDWIDTH_MB=${BENCH_BANDWIDTH_MB:-100}
+GO_TIMEOUT=${BENCH_GO_TIMEOUT:-1800}
+case "$REPS" in '' | *[!0-9]* | 0) die "BENCH_REPS must be a positive number" ;; esac
+for ms in "${LATENCIES[@]}"; do case "$ms" in '' | *[!0-9]*) die "BENCH_LATENCIES: '$ms' is not a number of ms" ;; esac; done
+
+if [ -n "$OUT_FILE" ]; then
+	REPORT=$OUT_FILE
+elif [ "$QUICK" = 1 ]; then
+	REPORT=$WORK_DIR/benchmarks.md
+else
+	REPORT=$REPO_ROOT/docs/benchmarks.md
+fi
+mkdir -p "$(dirname "$REPORT")"
+CHART=${REPORT%.md}.svg
+[ "$CHART" != "$REPORT" ] || CHART=$REPORT.svg
+META=$WORK_DIR/meta.tsv
+RESULTS=$WORK_DIR/results.jsonl
+: >"$META"
+: >"$RESULTS"
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+
+# ---- tools ----------------------------------------------------------------------
 
 ensure_python
 apt_ensure /usr/bin/time time
 ensure_go
 ensure_garage
 build_release
+
+# build_proxy: sets PROXY_BIN (the dev binary faultproxy, built from this tree with
+# --features dev-proxy).
+build_proxy() {
+	if [ -n "${FAULTPROXY_BIN:-}" ]; then
+		PROXY_BIN=$FAULTPROXY_BIN
+	else
+		note "cargo build --release --features dev-proxy --bin faultproxy"
+		(cd "$REPO_ROOT" && cargo build --release --quiet --features dev-proxy --bin faultproxy) >&2 ||
+			die "could not build the faultproxy dev binary"
+		PROXY_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/faultproxy"
+		case "$PROXY_BIN" in /*) ;; *) PROXY_BIN="$REPO_ROOT/$PROXY_BIN" ;; esac
+	fi
+	[ -x "$PROXY_BIN" ] || die "no faultproxy binary at $PROXY_BIN"
+}
+build_proxy
+
+# build_musl: the static binary's size, or "-" and why. Never fatal.
+MUSL_TARGET=x86_64-unknown-linux-musl
+build_musl() {
+	local log="$WORK_DIR/musl-build.log" bin targets
+	MUSL_SIZE="-"
+	if [ "${BENCH_MUSL:-1}" = 0 ]; then
+		MUSL_WHY="not built (BENCH_MUSL=0)"
+		return 0
+	fi
+	if ! command -v rustup >/dev/null; then
+		MUSL_WHY="not built: no rustup to add the $MUSL_TARGET target"
+		return 0
+	fi
+	targets=$(rustup target list --installed 2>/dev/null || true)
+	if ! grep -qx "$MUSL_TARGET" <<<"$targets"; then
+		note "rustup target add $MUSL_TARGET"
+		if ! rustup target add "$MUSL_TARGET" >"$log" 2>&1; then
+			MUSL_WHY="not built: rustup target add $MUSL_TARGET failed ($(tail -n 1 "$log"))"
+			note "$MUSL_WHY"
+			return 0
+		fi
+	fi
+	if ! command -v musl-gcc >/dev/null 2>&1 && ! (apt_ensure musl-gcc musl-tools) >>"$log" 2>&1; then
+		MUSL_WHY="not built: musl-tools (musl-gcc, for ring's C code) could not be installed"
+		note "$MUSL_WHY"
+		return 0
+	fi
+	note "cargo build --release --target $MUSL_TARGET"
+	if ! (cd "$REPO_ROOT" && cargo build --release --quiet --target "$MUSL_TARGET" --bin gocacheprog-s3) >>"$log" 2>&1; then
+		MUSL_WHY="not built: cargo build --target $MUSL_TARGET failed ($(grep -m1 '^error' "$log" || tail -n 1 "$log"))"
+		note "$MUSL_WHY"
+		return 0
+	fi
+	bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$MUSL_TARGET/release/gocacheprog-s3"
+	case "$bin" in /*) ;; *) bin="$REPO_ROOT/$bin" ;; esac
+	MUSL_SIZE=$(stat -c %s "$bin")
+	MUSL_WHY=""
+}
+build_musl
+
+# (Captured first: `grep -q` on a pipe could end the writer early, and pipefail would
+# then read that as "absent".)
+NO_PREFETCH=0
+BIN_HELP=$("$BIN" --help 2>&1 || true)
+case "$BIN_HELP" in *--no-prefetch*) NO_PREFETCH=1 ;; esac
+
 go_env
+
+# ---- the module's source, once per machine ----------------------------------------
+
+SRC_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/gocacheprog-s3/bench-src"
+MODCACHE=$SRC_CACHE/gomodcache
+MOD_SRC=
+
+# mod_env: the environment of every go command on the module: its own module cache,
+# offline, go.sum as shipped.
+mod_env() { export GOMODCACHE="$MODCACHE" GOFLAGS=-mod=readonly GOPROXY=off GOSUMDB=off; }
+
+# prepare_module: sets MOD_SRC, a writable copy of $MODULE's source whose dependencies
+# are all in $MODCACHE. Only the first run on a machine uses the network (the Go module
+# proxy; no checksum database: the module's own go.sum is the reference).
+prepare_module() {
+	local path=${MODULE%@*} version=${MODULE##*@} dir tmp empty
+	{ [ "$path" != "$MODULE" ] && [ -n "$version" ]; } || die "BENCH_MODULE must be module@version, not '$MODULE'"
+	MOD_SRC="$SRC_CACHE/$path@$version"
+	case "$MOD_SRC" in *[[:space:]]*) die "module source path has spaces ($MOD_SRC)" ;; esac
+	if [ "$(cat "$MOD_SRC/.bench-ready" 2>/dev/null || true)" = "$MODULE" ]; then
+		note "module $MODULE: source in $MOD_SRC"
+	else
+		note "module $MODULE: fetching its source and dependencies (once per machine) into $SRC_CACHE"
+		mkdir -p "$MODCACHE" "$WORK_DIR/empty"
+		empty="$WORK_DIR/empty"
+		dir=$(cd "$empty" && GOMODCACHE="$MODCACHE" GOFLAGS='' GOPROXY=https://proxy.golang.org GOSUMDB=off \
+			"$GO_BIN" mod download -json "$MODULE" | python3 -c 'import json, sys; d = json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error", "no Dir")))') ||
+			die "go mod download $MODULE failed"
+		tmp="$MOD_SRC.tmp"
+		chmod -R u+w "$tmp" 2>/dev/null || true
+		rm -rf "$tmp" "$MOD_SRC"
+		mkdir -p "$(dirname "$MOD_SRC")"
+		cp -R "$dir" "$tmp"
+		chmod -R u+w "$tmp"
+		(cd "$tmp" && GOMODCACHE="$MODCACHE" GOFLAGS=-mod=readonly GOPROXY=https://proxy.golang.org GOSUMDB=off \
+			"$GO_BIN" mod download) >&2 || die "go mod download (dependencies of $MODULE) failed"
+		mv "$tmp" "$MOD_SRC"
+		printf '%s\n' "$MODULE" >"$MOD_SRC/.bench-ready"
+	fi
+	# go's module index does not cache directories modified in the last little while.
+	find "$MOD_SRC" -exec touch -h -d '2 hours ago' {} +
+	# Everything the timed builds need must be there without the network.
+	if ! (cd "$MOD_SRC" && mod_env && "$GO_BIN" list -deps -test "${MOD_PKGS[@]}" >/dev/null 2>"$WORK_DIR/mod-list.err"); then
+		tail -n 5 "$WORK_DIR/mod-list.err" >&2
+		if grep -q 'requires go' "$WORK_DIR/mod-list.err"; then
+			die "module $MODULE needs a newer go than $GO_BIN (above); BENCH_MODULE=none skips it"
+		fi
+		die "module $MODULE does not resolve offline in $MOD_SRC (above; remove that directory to fetch it again)"
+	fi
+}
+
+WORKLOADS=(std)
+if [ "$MODULE" != none ]; then
+	prepare_module
+	WORKLOADS+=(mod)
+fi
+
+# ---- servers ----------------------------------------------------------------------
+
 garage_start
 GARAGE_ENDPOINT=$AWS_ENDPOINT_URL_S3
-U=$LIB_DIR/benchutil.py
+
+# proxy_start DELAY_MS: a proxy from 127.0.0.1:<free port> to Garage adding DELAY_MS per
+# round trip and the bandwidth cap; sets PROXY_PORT.
+proxy_start() {
+	local ms=$1 out="$WORK_DIR/proxy-$1.out" err="$WORK_DIR/proxy-$1.err" pid i
+	: >"$out"
+	"$PROXY_BIN" --upstream "$S3_PORT" --listen 0 --delay-ms "$ms" --bandwidth-mbps "$BANDWIDTH_MB" \
+		--parent-pid $$ --max-seconds 14400 </dev/null >"$out" 2>"$err" &
+	pid=$!
+	track_pid "$pid"
+	PROXY_PORT=
+	for ((i = 0; i < 100; i++)); do # up to 10 s
+		PROXY_PORT=$(awk '$1 == "ready" { print $2; exit }' "$out" 2>/dev/null || true)
+		[ -n "$PROXY_PORT" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -n "$PROXY_PORT" ] || die "proxy ($ms ms) did not start: $(cat "$err")"
+}
+
+declare -A ENDPOINT=([lo]=$GARAGE_ENDPOINT)
+NETS=(lo)
+for ms in "${LATENCIES[@]}"; do
+	[ -z "${ENDPOINT[d$ms]:-}" ] || continue
+	proxy_start "$ms"
+	ENDPOINT[d$ms]="http://127.0.0.1:$PROXY_PORT"
+	NETS+=("d$ms")
+done
+
+# ---- scenarios ----------------------------------------------------------------------
+
+BW_LABEL="$BANDWIDTH_MB MB/s"
+declare -A SC_LABEL=() SC_SHORT=() SC_GROUP=()
+SCENARIOS=()
+scenario() { # scenario KEY GROUP LABEL SHORT_LABEL (the chart's)
+	SCENARIOS+=("$1")
+	SC_GROUP[$1]=$2
+	SC_LABEL[$1]=$3
+	SC_SHORT[$1]=$4
+}
+scenario plain_cold plain "plain GOCACHE, cold" "plain go, cold"
+scenario plain_warm plain "plain GOCACHE, warm" "plain go, warm"
+scenario local_cold local "cache, local only, cold" "local tier, cold"
+scenario local_warm local "cache, local only, warm" "local tier, warm"
+scenario lo_cold bucket "bucket on loopback, cold (fills the bucket)" "loopback, cold"
+scenario lo_warm bucket "bucket on loopback, warm bucket, empty local tier" "loopback, warm bucket"
+for net in "${NETS[@]:1}"; do
+	ms=${net#d}
+	scenario "${net}_cold" proxy "bucket at $ms ms + $BW_LABEL, cold (fills the bucket)" "$ms ms, cold"
+	scenario "${net}_warm" proxy "bucket at $ms ms + $BW_LABEL, warm bucket, empty local tier" "$ms ms, warm bucket"
+	if [ "$NO_PREFETCH" = 1 ] && [ "$net" = "${NETS[1]}" ]; then
+		scenario "${net}_nopf" noprefetch "bucket at $ms ms + $BW_LABEL, warm bucket, empty local tier, --no-prefetch" \
+			"$ms ms, warm bucket, no prefetch"
+	fi
+done
+
+declare -A WL_LABEL=([std]="go build ${STD_PKGS[*]}" [mod]="${MODULE}: go build ${MOD_PKGS[*]} + go test -run XXX ${MOD_PKGS[*]}")
+declare -A WL_SHORT=([std]="go build ${STD_PKGS[*]}" [mod]="${MODULE#github.com/}: go build + go test -run XXX")
+[ "${MOD_PKGS[*]}" = "./..." ] || WL_SHORT[mod]="${WL_SHORT[mod]} (a subset)"
+declare -A WL_CMDS=([std]=1 [mod]=2)
+
+# wrapper RUN_DIR: a GOCACHEPROG wrapper that runs the binary under /usr/bin/time (one
+# "%M %U %S" line per session appended to RUN_DIR/time.txt) with a stats file per session.
+wrapper() {
+	local w="$1/wrap.sh"
+	cat >"$w" <<-EOF
+		#!/bin/sh
+		exec /usr/bin/time -a -o $1/time.txt -f '%M %U %S' $BIN --stats-file $1/stats-\$\$.json "\$@"
+	EOF
+	chmod +x "$w"
+	printf '%s' "$w"
+}
+
+# go_cmd LOG TIER PROG ARGS...: one go command (GOCACHEPROG=PROG unless PROG is empty),
+# bounded by $GO_TIMEOUT.
+go_cmd() {
+	local log=$1 tier=$2 prog=$3
+	shift 3
+	printf '+ go %s\n' "$*" >>"$log"
+	if [ -n "$prog" ]; then
+		GOCACHE="$tier" GOCACHEPROG="$prog" timeout --foreground -k 10 "$GO_TIMEOUT" "$GO_BIN" "$@" >>"$log" 2>&1
+	else
+		GOCACHE="$tier" timeout --foreground -k 10 "$GO_TIMEOUT" "$GO_BIN" "$@" >>"$log" 2>&1
+	fi
+}
+
+# workload WL LOG TIER PROG: the workload's go commands.
+workload() {
+	case "$1" in
+	std) (cd "$WORK_DIR" && go_cmd "$2" "$3" "$4" build "${STD_PKGS[@]}") ;;
+	mod) (cd "$MOD_SRC" && mod_env && go_cmd "$2" "$3" "$4" build "${MOD_PKGS[@]}" &&
+		go_cmd "$2" "$3" "$4" test -run XXX "${MOD_PKGS[@]}") ;;
+	esac
+}
+
+# elapsed_ms START: seconds since START with 3 decimals (a warm std build is ~0.2 s).
+elapsed_ms() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+
+TIERS=$WORK_DIR/tiers
+fresh_dir() {
+	chmod -R u+w "$1" 2>/dev/null || true
+	rm -rf "$1"
+	mkdir -p "$1"
+}
+
+# run_scenario WL SC REP: one timed run; appends a line to $RESULTS.
+run_scenario() {
+	local wl=$1 sc=$2 rep=$3 dir tier prog="" net start rc=0 secs load
+	dir="$WORK_DIR/runs/$wl/$sc-$rep"
+	fresh_dir "$dir"
+	case "$sc" in
+	plain_cold | plain_warm) tier="$TIERS/$wl-plain-$rep" ;;
+	local_cold | local_warm)
+		tier="$TIERS/$wl-local-$rep"
+		prog=$(wrapper "$dir")
+		;;
+	*) # a bucket row: always on a brand-new local tier
+		net=${sc%_*}
+		tier="$TIERS/$wl-$sc-$rep"
+		prog="$(wrapper "$dir") --endpoint ${ENDPOINT[$net]} --prefix bench-$wl-$net-$rep"
+		[ "${sc##*_}" != nopf ] || prog="$prog --no-prefetch"
+		prog="$prog $BUCKET"
+		;;
+	esac
+	case "$sc" in
+	plain_warm | local_warm) [ -d "$tier" ] || die "internal: $wl $sc before its cold run" ;;
+	*) fresh_dir "$tier" ;;
+	esac
+	sync
+	load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+	start=$(now)
+	workload "$wl" "$dir/go.log" "$tier" "$prog" || rc=$?
+	secs=$(elapsed_ms "$start")
+	if [ "$rc" != 0 ]; then
+		tail -n 30 "$dir/go.log" >&2
+		die "$wl / $sc / repetition $rep: go failed (exit $rc; GOCACHEPROG='$prog'; log $dir/go.log)"
+	fi
+	printf '{"workload":"%s","scenario":"%s","label":"%s","short":"%s","group":"%s","rep":%d,"wall":%s,"load":%s,"dir":"%s","cmds":%d}\n' \
+		"$wl" "$sc" "${SC_LABEL[$sc]}" "${SC_SHORT[$sc]}" "${SC_GROUP[$sc]}" "$rep" "$secs" "$load" "$dir" "${WL_CMDS[$wl]}" >>"$RESULTS"
+	note "$(printf 'rep %d  %-4s %-84s %8s s' "$rep" "$wl" "${SC_LABEL[$sc]}" "$secs")"
+	# Tiers stay until the end (the work dir goes on exit): this machine's ext4 has no
+	# journal, and there every inode created within 30 s of a mass delete costs a scan of
+	# the recently deleted ones (the kernel's recently_deleted), which made the run after
+	# an `rm -rf` of a 170 MB tier spend 2-3 s of system time creating files. The `sync`
+	# before each run keeps their dirty pages from flushing mid-run.
+}
+
+# warm_sources WL: read the workload's sources once, so the first timed build does not
+# also pay for cold disk reads.
+warm_sources() {
+	case "$1" in
+	std) warm_os_cache "${STD_PKGS[@]}" ;;
+	mod)
+		(cd "$MOD_SRC" && mod_env && GOCACHE="$WORK_DIR/list-cache" "$GO_BIN" list -deps -test -f '{{.Dir}}' "${MOD_PKGS[@]}") |
+			sort -u | while read -r d; do
+			[ -z "$d" ] || find "$d" -maxdepth 1 -type f -exec cat {} + >/dev/null 2>&1 || true
+		done
+		;;
+	esac
+}
 
 GO_VERSION=$(GOTOOLCHAIN=local "$GO_BIN" env GOVERSION)
 COMMIT=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git -C "$REPO_ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
 	COMMIT="$COMMIT+dirty"
 fi
-note "go build ${TARGET[*]} with $GO_VERSION, $(nproc) cores, binary $BIN ($COMMIT)"
-note "warm runs: $WARM_RUNS each; simulated latency: $LATENCY_MS ms; work dir $WORK_DIR"
-warm_os_cache "${TARGET[@]}"
+note "$GO_VERSION, $(nproc) cores, binary $BIN ($COMMIT)"
+note "workloads: ${WORKLOADS[*]}; $REPS repetition(s) of ${#SCENARIOS[@]} scenarios; work dir $WORK_DIR"
+for wl in "${WORKLOADS[@]}"; do warm_sources "$wl"; done
 
-# ---- one measured build ----------------------------------------------------
-
-declare -A TIMES=() # key -> space-separated wall times
-ROWS=()             # keys in table order
-declare -A LABEL=()
-
-# prog KEY ARGS...: the GOCACHEPROG value for scenario KEY: a wrapper that runs
-# the binary under /usr/bin/time (peak RSS appended to rss-KEY; nothing on
-# stdout but the program's own), with --stats-file stats-KEY.json.
-prog() {
-	local key=$1 wrapper="$WORK_DIR/wrap-$1.sh"
-	shift
-	printf '#!/bin/sh\nexec /usr/bin/time -a -o %s -f %%M %s "$@"\n' "$WORK_DIR/rss-$key" "$BIN" >"$wrapper"
-	chmod +x "$wrapper"
-	printf '%s --stats-file %s' "$wrapper" "$WORK_DIR/stats-$key.json"
-	[ $# = 0 ] || printf ' %s' "$@"
-}
-
-# run KEY LABEL CACHE_DIR PROG: one timed build (PROG "" = plain go).
-run() {
-	local key=$1
-	if [ -z "${LABEL[$key]:-}" ]; then
-		LABEL[$key]=$2
-		ROWS+=("$key")
-	fi
-	timed_go_build "$3" "$4" "${TARGET[@]}"
-	TIMES[$key]="${TIMES[$key]:-} $LAST_SECS"
-	note "$(printf '%-44s %7s s' "$2" "$LAST_SECS")"
-}
-
-median() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-med() { median "${TIMES[$1]:-}"; }
-
-# ---- the builds -------------------------------------------------------------
-
-run plain_cold "plain GOCACHE, cold" "$WORK_DIR/plain" ""
-for ((i = 1; i <= WARM_RUNS; i++)); do
-	run plain_warm "plain GOCACHE, warm" "$WORK_DIR/plain" ""
-done
-
-P=$(prog local_cold)
-run local_cold "cache, local only, cold" "$WORK_DIR/local" "$P"
-P=$(prog local_warm)
-for ((i = 1; i <= WARM_RUNS; i++)); do
-	run local_warm "cache, local only, warm" "$WORK_DIR/local" "$P"
-done
-
-# The bucket three ways, each under its own key prefix so each cold build starts
-# empty: Garage directly (what a Garage user sees on loopback: Garage leaves Nagle
-# on, so responses of ~4-64 KB arrive ~40 ms late to any client), and through
-# lib/latency_proxy.py (which acknowledges at once, removing that artefact) at 0 ms
-# and at $LATENCY_MS ms per round trip.
-remote_pair() { # remote_pair KEY LABEL
-	local key=$1 label=$2 p
-	p=$(prog "${key}_cold" --prefix "bench-${key}" "$BUCKET")
-	run "${key}_cold" "cache + bucket ${label}, cold (fills bucket)" "$WORK_DIR/${key}-fill" "$p"
-	p=$(prog "${key}_warm" --prefix "bench-${key}" "$BUCKET")
-	for ((i = 1; i <= WARM_RUNS; i++)); do
-		run "${key}_warm" "cache + bucket ${label}, warm from bucket" "$WORK_DIR/${key}-empty-$i" "$p"
-	done
-}
-
-start_proxy() { # start_proxy MS: sets PROXY_PID, PROXY_PORT
-	local out="$WORK_DIR/proxy-$1.out" i
-	: >"$out" # exists before the proxy's shell has opened it
-	python3 "$LIB_DIR/latency_proxy.py" --listen 0 --upstream "$S3_PORT" --delay-ms "$1" \
-		--parent-pid $$ --max-seconds 7200 </dev/null >"$out" 2>"$WORK_DIR/proxy-$1.err" &
-	PROXY_PID=$!
-	track_pid "$PROXY_PID"
-	PROXY_PORT=
-	for ((i = 0; i < 100; i++)); do # up to 10 s
-		PROXY_PORT=$(awk '$1 == "ready" { print $2 }' "$out" 2>/dev/null || true)
-		[ -n "$PROXY_PORT" ] && break
-		kill -0 "$PROXY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ -n "$PROXY_PORT" ] || die "latency proxy did not start: $(cat "$WORK_DIR/proxy-$1.err")"
-}
-
-export AWS_ENDPOINT_URL_S3=$GARAGE_ENDPOINT
-remote_pair rdirect "Garage direct"
-for ms in 0 "$LATENCY_MS"; do
-	start_proxy "$ms"
-	export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$PROXY_PORT"
-	remote_pair "r${ms}" "${ms} ms"
-	stop_pid "$PROXY_PID"
-done
-export AWS_ENDPOINT_URL_S3=$GARAGE_ENDPOINT
-
-# ---- start-up ---------------------------------------------------------------
+# ---- start-up and the proxy's ceiling (before the builds: nothing else running) ----------
 
 note "start-up: $STARTUP_N spawns, local only and with a bucket"
 mkdir -p "$WORK_DIR/startup"
-read -r SU_LOCAL_MED SU_LOCAL_P90 SU_LOCAL_EXIT < <(GOCACHE="$WORK_DIR/startup" python3 "$U" startup "$STARTUP_N" "$BIN")
-read -r SU_REMOTE_MED SU_REMOTE_P90 SU_REMOTE_EXIT < <(GOCACHE="$WORK_DIR/startup" python3 "$U" startup "$STARTUP_N" "$BIN" --prefix bench-startup "$BUCKET")
-SIZE_BYTES=$(stat -c %s "$BIN")
+read -r SU_LOCAL_MED SU_LOCAL_P90 SU_LOCAL_EXIT < <(GOCACHE="$WORK_DIR/startup" python3 "$LIB_DIR/benchutil.py" startup "$STARTUP_N" "$BIN")
+read -r SU_REMOTE_MED SU_REMOTE_P90 SU_REMOTE_EXIT < <(GOCACHE="$WORK_DIR/startup" python3 "$LIB_DIR/benchutil.py" startup "$STARTUP_N" "$BIN" --prefix bench-startup "$BUCKET")
 
-# ---- report -----------------------------------------------------------------
+note "faultproxy selftest ${SELFTEST_ARGS[*]}"
+if timeout -k 5 120 "$PROXY_BIN" selftest "${SELFTEST_ARGS[@]}" >"$WORK_DIR/selftest.out" 2>"$WORK_DIR/selftest.err"; then
+	PROXY_CEILING=$(python3 "$LIB_DIR/benchutil.py" proxy-ceiling "$WORK_DIR/selftest.out")
+else
+	PROXY_CEILING="- (faultproxy selftest failed: $(tail -n 1 "$WORK_DIR/selftest.err"))"
+fi
 
-cell() { # cell KEY COUNTER
-	if [ -f "$WORK_DIR/stats-$1.json" ]; then python3 "$U" stat "$WORK_DIR/stats-$1.json" "$2"; else echo "-"; fi
-}
-mbytes() { # mbytes KEY COUNTER
-	if [ -f "$WORK_DIR/stats-$1.json" ]; then
-		awk -v b="$(cell "$1" "$2")" 'BEGIN { printf "%.1f", b / 1e6 }'
-	else echo "-"; fi
-}
-rss() { if [ -f "$WORK_DIR/rss-$1" ]; then python3 "$U" peak-rss "$WORK_DIR/rss-$1"; else echo "-"; fi; }
+# ---- the runs ---------------------------------------------------------------------------
 
-say ""
-say "## gocacheprog-s3 benchmark: go build ${TARGET[*]}"
-say ""
-say "$GO_VERSION, $(nproc) cores, gocacheprog-s3 $COMMIT, Garage $GARAGE_VERSION on 127.0.0.1;"
-say "warm rows: median of $WARM_RUNS run(s); counters from the last run of each row."
-say ""
-say "| build | wall s | runs | gets | local hits | bucket hits | misses | uploads | MB up | MB down | peak RSS MiB |"
-say "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-for key in "${ROWS[@]}"; do
-	say "| ${LABEL[$key]} | $(med "$key") | ${TIMES[$key]# } | $(cell "$key" gets) | $(cell "$key" local_hits) | $(cell "$key" remote_hits) | $(cell "$key" misses) | $(cell "$key" uploads) | $(mbytes "$key" bytes_uploaded) | $(mbytes "$key" bytes_downloaded) | $(rss "$key") |"
+RUNS_START=$(now)
+for ((rep = 1; rep <= REPS; rep++)); do
+	for wl in "${WORKLOADS[@]}"; do
+		for sc in "${SCENARIOS[@]}"; do
+			run_scenario "$wl" "$sc" "$rep"
+		done
+		rm -rf "$TIERS"
+	done
 done
+
+# ---- report -----------------------------------------------------------------------------
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB (%d bytes)", b / 1048576, b }'; }
+meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+meta runs_seconds "$(elapsed "$RUNS_START")"
+meta nproc "$(nproc)"
+meta command "$COMMAND_LINE"
+meta quick "$QUICK"
+CPU_MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+RAM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
+meta machine "$(nproc) cores ($CPU_MODEL), $RAM RAM, $(uname -sr)"
+meta machine_short "$(nproc) cores"
+meta go "$GO_VERSION ($GO_BIN), GOTOOLCHAIN=local, CGO_ENABLED=0"
+meta go_short "$GO_VERSION"
+meta commit "$COMMIT"
+if [ -n "${CACHEPROG_BIN:-}" ]; then
+	meta binary "\`$BIN\` (CACHEPROG_BIN: not built by this run)"
+else
+	meta binary "release build, \`${BIN#"$REPO_ROOT"/}\`"
+fi
+meta garage "$GARAGE_VERSION"
+LAT_TEXT=$(printf '%s ms, ' "${LATENCIES[@]}")
+LAT_TEXT=${LAT_TEXT%, }
+meta proxy "faultproxy (\`cargo build --release --features dev-proxy --bin faultproxy\`): $LAT_TEXT per round trip, $BANDWIDTH_MB MB/s (\`--bandwidth-mbps $BANDWIDTH_MB\`)"
+meta proxy_ceiling "$PROXY_CEILING"
+meta reps "$REPS"
+meta latencies "${LATENCIES[*]}"
+meta bandwidth_label "$BW_LABEL"
+meta startup "local only: $SU_LOCAL_MED ms median, $SU_LOCAL_P90 ms p90; with a bucket: $SU_REMOTE_MED ms median, $SU_REMOTE_P90 ms p90 ($STARTUP_N spawns each); exit after stdin closes: $SU_LOCAL_EXIT / $SU_REMOTE_EXIT ms"
+if [ "$MUSL_SIZE" = "-" ]; then
+	meta size "glibc release: $(mib "$(stat -c %s "$BIN")"); static musl: - ($MUSL_WHY)"
+else
+	meta size "glibc release: $(mib "$(stat -c %s "$BIN")"); static musl ($MUSL_TARGET): $(mib "$MUSL_SIZE")"
+fi
+meta target_workload std
+for wl in "${WORKLOADS[@]}"; do
+	meta "workload.$wl.label" "${WL_LABEL[$wl]}"
+	meta "workload.$wl.short" "${WL_SHORT[$wl]}"
+done
+meta workload.std.desc "In an empty directory. One go command, so one cache-program session per run."
+if [ "$MODULE" != none ]; then
+	meta workload.mod.desc "In the module's source directory (a copy of its module zip, dependencies from a local GOMODCACHE, GOFLAGS=-mod=readonly GOPROXY=off GOSUMDB=off): \`go build ${MOD_PKGS[*]}\` then \`go test -run XXX ${MOD_PKGS[*]}\` (test binaries linked and started), timed together; two go commands, so two sessions per run, their counters summed."
+fi
+meta how.1 "Wall time: from the start of a run's first go command to the end of its last, \`sync\` before each run; sources were read once beforehand so no run pays for cold disk reads; no tier is deleted before the end (on this machine's journal-less ext4, files created within 30 s of a mass delete cost seconds of system time)."
+meta how.2 "Cold runs start from nothing each repetition: a new GOCACHE / local tier, and for bucket rows a new key prefix (\`--prefix bench-<workload>-<network>-<repetition>\`). \"Warm bucket, empty local tier\" runs use the prefix the same repetition's cold run of the same network filled, on a brand-new empty local tier (the manifest that cold run left serves the prefetch). Plain warm and local warm reuse the same repetition's cold directory."
+meta how.3 "Counters: the cache program's \`--stats-file\` JSON, one file per session, summed per run; CPU s is user+sys of the cache program (\`/usr/bin/time -f '%M %U %S'\` around it), summed over the sessions; peak RSS is the largest session's. Per row: median over the repetitions (peak RSS: the largest)."
+meta how.4 "Ratios are of medians: × plain cold and × plain warm of the same workload in the same run. Gets etc. are counted by the cache program; plain rows have none."
+meta how.5 "The cache program, Garage and the proxy talk only to 127.0.0.1. faultproxy delays each direction by half the round trip, the first data of a new connection by one more round trip (the TCP handshake), and caps each direction at $BANDWIDTH_MB MB/s (10^6 bytes/s) with a token bucket shared by all connections. Its ceiling is measured by \`faultproxy selftest ${SELFTEST_ARGS[*]}\` once per run, before the builds."
+[ "$NO_PREFETCH" = 1 ] || meta note.1 "The binary has no --no-prefetch flag (\`$BIN --help\`): the --no-prefetch row was skipped."
+[ "$QUICK" = 0 ] || meta note.3 "Quick run (--quick): small workloads and one repetition; a check that every scenario and the report work, not figures to quote."
+
+chart_ref=$(basename "$CHART")
+python3 "$LIB_DIR/benchreport.py" "$META" "$RESULTS" "$REPORT" "$WORK_DIR/summary.json" "$chart_ref"
+python3 "$LIB_DIR/benchchart.py" "$WORK_DIR/summary.json" "$CHART"
+python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$CHART" || die "the chart $CHART is not well-formed XML"
 say ""
-say "| figure | value |"
-say "|---|---:|"
-say "| protocol overhead: warm local through cache / plain warm | $(ratio "$(med local_warm)" "$(med plain_warm)")x |"
-say "| cold through cache (local only) / plain cold | $(ratio "$(med local_cold)" "$(med plain_cold)")x |"
-say "| cold through cache + bucket (Garage direct) / plain cold | $(ratio "$(med rdirect_cold)" "$(med plain_cold)")x |"
-say "| cold through cache + bucket 0 ms / plain cold | $(ratio "$(med r0_cold)" "$(med plain_cold)")x |"
-say "| cold through cache + bucket ${LATENCY_MS} ms / plain cold | $(ratio "$(med "r${LATENCY_MS}_cold")" "$(med plain_cold)")x |"
-say "| plain cold / warm from bucket, Garage direct (speed-up) | $(ratio "$(med plain_cold)" "$(med rdirect_warm)")x |"
-say "| plain cold / warm from bucket 0 ms (speed-up) | $(ratio "$(med plain_cold)" "$(med r0_warm)")x |"
-say "| plain cold / warm from bucket ${LATENCY_MS} ms (speed-up) | $(ratio "$(med plain_cold)" "$(med "r${LATENCY_MS}_warm")")x |"
-say "| start-up to handshake, local only: median / p90 | $SU_LOCAL_MED / $SU_LOCAL_P90 ms |"
-say "| start-up to handshake, with bucket: median / p90 | $SU_REMOTE_MED / $SU_REMOTE_P90 ms |"
-say "| exit after stdin closes (median, local only / with bucket) | $SU_LOCAL_EXIT / $SU_REMOTE_EXIT ms |"
-say "| binary size | $(awk -v b="$SIZE_BYTES" 'BEGIN { printf "%.2f MiB (%d bytes)", b / 1048576, b }') |"
+cat "$REPORT"
+note "report: $REPORT; chart: $CHART"
+[ "$REPORT" != "$WORK_DIR/benchmarks.md" ] || [ "${KEEP_WORK_DIR:-0}" = 1 ] ||
+	note "(quick run: both are removed with the work dir; --out FILE or KEEP_WORK_DIR=1 keeps them)"

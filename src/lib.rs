@@ -1,19 +1,28 @@
 //! gocacheprog-s3: a Go build cache program (GOCACHEPROG) with a local disk tier in go's
 //! own layout, backed by an S3 or S3-compatible bucket that a whole team shares.
 //!
-//! Data flow: [`protocol`] reads go's requests, [`server`] answers gets from [`local`]
-//! (and on a miss from [`remote`]), stores puts locally and queues them for upload.
+//! Data flow: [`cli`] turns the command line and the environment into a validated
+//! configuration and [`commands`] runs the command. `serve`: [`protocol`] reads go's
+//! requests, [`server`] answers gets from [`local`] (and on a miss from [`remote`]),
+//! stores puts locally and queues them for upload. `check`: the same configuration and
+//! [`s3`] client, probing the bucket once. `trim`, `prune`, `usage`: the local tier's trim
+//! and the bucket's listing, run once.
 #![forbid(unsafe_code)]
 
-pub mod base64;
-pub mod clock;
-pub mod config;
-pub mod entry;
-pub mod id;
-pub mod local;
 #[macro_use]
 pub mod log;
+
+pub mod base64;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod entry;
+pub mod id;
+pub mod invocation;
+pub mod local;
+pub mod pending;
 pub mod protocol;
+pub mod random;
 pub mod remote;
 pub mod s3;
 pub mod server;

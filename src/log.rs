@@ -35,3 +35,23 @@ pub fn write_line(message: std::fmt::Arguments) {
     let line = format!("gocacheprog-s3: {message}\n");
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
+
+/// `url` without the `user:password@` it may carry (proxy URLs do), fit for a log line.
+pub fn without_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn proxy_passwords_stay_out_of_logs() {
+        assert_eq!(without_userinfo("http://alice:s3cret@proxy.corp:3128"), "http://…@proxy.corp:3128");
+        assert_eq!(without_userinfo("http://proxy.corp:3128"), "http://proxy.corp:3128");
+        assert_eq!(without_userinfo("proxy.corp:3128"), "proxy.corp:3128");
+    }
+}

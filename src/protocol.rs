@@ -60,7 +60,15 @@ pub enum StreamError {
     BodyEof {
         id: i64,
     },
+    /// A request line longer than [`MAX_LINE`] (go's are a few hundred bytes).
+    LineTooLong {
+        line: u64,
+    },
 }
+
+/// The longest request line accepted. go's requests are under 300 bytes; bodies come on
+/// their own lines and are streamed, so this bounds memory without limiting bodies.
+pub const MAX_LINE: usize = 64 * 1024;
 
 impl fmt::Display for StreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -77,6 +85,9 @@ impl fmt::Display for StreamError {
             }
             StreamError::BodyEof { id } => {
                 write!(f, "input ended inside the body of put request {id}")
+            }
+            StreamError::LineTooLong { line } => {
+                write!(f, "request line {line} is longer than {MAX_LINE} bytes; go never sends such lines")
             }
         }
     }
@@ -125,7 +136,7 @@ impl<R: BufRead> RequestReader<R> {
     pub fn next_request(&mut self) -> Result<Option<Incoming>, StreamError> {
         loop {
             self.line.clear();
-            if self.input.read_until(b'\n', &mut self.line)? == 0 {
+            if !self.read_line()? {
                 return Ok(None);
             }
             self.line_no += 1;
@@ -134,6 +145,33 @@ impl<R: BufRead> RequestReader<R> {
             }
         }
         parse_request(&self.line, self.line_no).map(Some)
+    }
+
+    /// Reads one line (newline included, if any) into `self.line`, at most [`MAX_LINE`]
+    /// bytes; false at the end of input.
+    fn read_line(&mut self) -> Result<bool, StreamError> {
+        loop {
+            let buf = match self.input.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if buf.is_empty() {
+                return Ok(!self.line.is_empty());
+            }
+            let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            if self.line.len() + take > MAX_LINE {
+                return Err(StreamError::LineTooLong { line: self.line_no + 1 });
+            }
+            self.line.extend_from_slice(&buf[..take]);
+            self.input.consume(take);
+            if done {
+                return Ok(true);
+            }
+        }
     }
 
     /// Streams the base64 body that follows a put into `sink`, returning how many bytes it
@@ -212,7 +250,7 @@ impl<R: BufRead> RequestReader<R> {
     /// Consumes the rest of the body line (normally just the newline).
     fn finish_line(&mut self) -> Result<(), StreamError> {
         self.line.clear();
-        self.input.read_until(b'\n', &mut self.line)?;
+        self.read_line()?;
         self.line_no += 1;
         Ok(())
     }
@@ -467,24 +505,30 @@ mod tests {
         let mut r = RequestReader::new(BufReader::with_capacity(4096, Cursor::new(stream.into_bytes())));
         let req = r.next_request().unwrap().unwrap();
         assert_eq!(req.body_size, body.len() as u64);
-        let mut hasher = Sha256::new();
-        let mut count = 0u64;
-        struct Hashing<'a>(&'a mut Sha256, &'a mut u64);
-        impl Write for Hashing<'_> {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.update(buf);
-                *self.1 += buf.len() as u64;
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let n = r.read_body(9, &mut Hashing(&mut hasher, &mut count)).unwrap().unwrap();
+        let mut hashing = crate::local::Hashing::new(io::sink());
+        let n = r.read_body(9, &mut hashing).unwrap().unwrap();
+        let (_, digest, count) = hashing.finish();
         assert_eq!(n, body.len() as u64);
         assert_eq!(count, n);
-        assert_eq!(hasher.finalize(), sha);
+        assert_eq!(digest.0[..], sha[..]);
         assert!(r.next_request().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_line_without_end_is_cut_off_with_bounded_memory() {
+        // 10 MB of request line with no newline: an error at MAX_LINE, not a 10 MB buffer.
+        let mut stream = format!("{{\"ID\":1,\"Command\":\"get\",\"ActionID\":\"{ACTION_B64}\"}}\n\n").into_bytes();
+        stream.extend(std::iter::repeat_n(b'{', 10_000_000));
+        let mut r = RequestReader::new(BufReader::with_capacity(4096, Cursor::new(stream)));
+        assert!(r.next_request().unwrap().is_some());
+        match r.next_request() {
+            Err(e @ StreamError::LineTooLong { line: 3 }) => assert!(e.to_string().contains("longer than")),
+            other => panic!("expected LineTooLong, got {other:?}"),
+        }
+        assert!(r.line.capacity() <= 2 * MAX_LINE, "buffered {} bytes", r.line.capacity());
+        // A last line without a newline is still read.
+        let mut r = reader(b"{\"ID\":2,\"Command\":\"close\"}");
+        assert_eq!(r.next_request().unwrap().unwrap().command, Ok(Command::Close));
     }
 
     #[test]

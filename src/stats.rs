@@ -71,8 +71,36 @@ counters! {
     download_ms,
     /// milliseconds spent in successful uploads, summed over workers.
     upload_ms,
-    /// 1 if the remote tier was switched off during the session.
+    /// 1 if the remote tier (reads, uploads or both) was switched off during the session.
     remote_disabled,
+    /// remote requests cut off by a timeout (a stalled store, or a get's deadline).
+    timeouts,
+    /// remote requests tried again after a transient failure.
+    retries,
+    /// retries not made because the client-wide retry budget was spent.
+    retry_budget_exhausted,
+    /// gets answered as misses because the bucket had not answered within --get-timeout.
+    get_timeouts,
+    /// gets answered by a download that prefetch had started (joined or already done).
+    prefetch_hits,
+    /// of those, gets that joined a prefetch download still queued or running.
+    prefetch_joined,
+    /// objects downloaded by prefetch (verified, now local).
+    prefetched,
+    /// bytes prefetch downloaded that no get of the session asked for.
+    prefetch_wasted_bytes,
+    /// entries in the working-set manifest read at the start of the session.
+    manifest_entries,
+    /// gets answered as misses without asking the bucket (its listing lacks them).
+    fast_misses,
+    /// fast-missed actions whose object the bucket had after all (a create-only upload got 412).
+    fast_misses_present,
+    /// milliseconds gets waited for the bucket (from the local miss to the answer), summed.
+    bucket_wait_ms,
+    /// objects whose date a hit rewrote (self-copy, `--refresh-after`), so expiry sees them used.
+    refreshes,
+    /// of those, rewrites that failed (the object is only dated by its upload).
+    refresh_errors,
 }
 
 impl Default for Stats {
@@ -115,27 +143,53 @@ impl Stats {
         writeln!(file, "{}", row.join(","))
     }
 
-    /// A short human summary for stderr.
+    /// The session's summary for stderr (`-v`): a short table of where gets were
+    /// answered from, what moved each way, how long gets waited on the bucket, and what
+    /// was skipped and why.
     pub fn summary(&self) -> String {
         let snapshot = self.snapshot();
         let get = |name: &str| snapshot.iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v);
-        format!(
-            "{} gets ({} local hits, {} remote hits, {} misses, {} errors), {} puts, \
-             {} uploads ({} failed, {} skipped); {} read locally, {} downloaded, {} uploaded; {:.1}s",
-            get("gets"),
-            get("local_hits"),
-            get("remote_hits"),
-            get("misses"),
-            get("get_errors"),
-            get("puts"),
-            get("uploads"),
-            get("upload_errors"),
-            get("uploads_skipped"),
-            human_bytes(get("bytes_read_local")),
-            human_bytes(get("bytes_downloaded")),
-            human_bytes(get("bytes_uploaded")),
-            get("duration_ms") as f64 / 1000.0
-        )
+        let secs = |ms: u64| format!("{:.1}s", ms as f64 / 1000.0);
+        let rows = [
+            ("gets".to_string(), get("gets"), secs(get("duration_ms")) + " session"),
+            ("local hits".into(), get("local_hits"), human_bytes(get("bytes_read_local")) + " read"),
+            (
+                "bucket hits".into(),
+                get("remote_hits"),
+                format!("{} downloaded, {} by prefetch", human_bytes(get("bytes_downloaded")), get("prefetch_hits")),
+            ),
+            (
+                "misses".into(),
+                get("misses"),
+                format!(
+                    "{} without asking the bucket, {} errors, {} past --get-timeout",
+                    get("fast_misses"),
+                    get("get_errors"),
+                    get("get_timeouts")
+                ),
+            ),
+            ("puts".into(), get("puts"), human_bytes(get("bytes_written_local")) + " written locally"),
+            (
+                "uploads".into(),
+                get("uploads"),
+                format!("{} uploaded, {} failed", human_bytes(get("bytes_uploaded")), get("upload_errors")),
+            ),
+            (
+                "skipped".into(),
+                get("uploads_skipped"),
+                "uploads not sent (queue full, the bucket off for uploads, no credentials, or --close-timeout)".into(),
+            ),
+            ("refreshed".into(), get("refreshes"), format!("object dates, {} failed", get("refresh_errors"))),
+        ];
+        let mut out = format!(
+            "session summary: gets waited {} on the bucket in all{}\n",
+            secs(get("bucket_wait_ms")),
+            if get("remote_disabled") > 0 { "; the bucket was switched off by failures" } else { "" }
+        );
+        for (name, n, detail) in rows {
+            out.push_str(&format!("  {name:<12} {n:>7}  {detail}\n"));
+        }
+        out
     }
 }
 
@@ -201,6 +255,21 @@ mod tests {
         let puts_col = lines[0].split(',').position(|c| c == "puts").unwrap();
         assert_eq!(lines[2].split(',').nth(puts_col), Some("1"));
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn summary_is_a_table_of_the_counters() {
+        let stats = Stats::new();
+        add(&stats.gets, 12);
+        add(&stats.local_hits, 5);
+        add(&stats.bytes_downloaded, 1_500_000);
+        add(&stats.bucket_wait_ms, 2500);
+        let text = stats.summary();
+        assert!(text.starts_with("session summary: gets waited 2.5s on the bucket in all\n"), "{text}");
+        assert!(text.contains("\n  gets              12  "), "{text}");
+        assert!(text.contains("\n  local hits         5  "), "{text}");
+        assert!(text.contains("1.5 MB downloaded"), "{text}");
+        assert_eq!(text.lines().count(), 9, "{text}");
     }
 
     #[test]

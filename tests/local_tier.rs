@@ -1,7 +1,7 @@
 //! The local tier under the real go: each test runs the real binary as GOCACHEPROG in its
 //! own sandbox (see `common::go`), or drives the binary's stdin directly.
 
-mod common;
+use crate::common;
 
 use common::go::{
     b64, cache_entries, go_tool, output_path, processes_mentioning, random_bytes, read_stats, run_cacheprog,
@@ -450,4 +450,84 @@ fn helpers_find_go_and_see_processes() {
     child.wait().unwrap();
     assert!(seen, "the /proc scan did not see a live process");
     assert!(wait_until_gone(&marker, Duration::from_secs(5)).is_empty());
+}
+
+/// A warm local tier damaged in every way an entry can be (non-ASCII bytes at the parser's
+/// offsets, truncated, oversized, another action's line, garbage, a directory in place of
+/// an entry or an output, an output of the wrong size): the next build treats each as a
+/// miss, succeeds, and the program it links works.
+#[test]
+fn a_damaged_local_tier_never_fails_a_build() {
+    let sb = Sandbox::new("damaged");
+    let args = ["build", "-o", "bin/tiny", "."];
+    sb.go(&args, &[]).assert_ok();
+    let entries = cache_entries(&sb.gocache);
+    assert!(entries.len() >= 10, "{} entries", entries.len());
+    let other = fs::read(&entries[1].path).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        let line = fs::read(&e.path).unwrap();
+        match i % 9 {
+            0 => {
+                let mut bad = line.clone();
+                bad[3] = 0xc3; // a UTF-8 lead byte where the action ID starts
+                bad[4] = 0xa9;
+                fs::write(&e.path, bad).unwrap();
+            }
+            1 => fs::write(&e.path, &line[..line.len() / 2]).unwrap(),
+            2 => fs::write(&e.path, [line.clone(), line.clone()].concat()).unwrap(),
+            3 => fs::write(&e.path, &other).unwrap(),
+            4 => fs::write(&e.path, random_bytes(line.len(), 7)).unwrap(),
+            5 => {
+                fs::remove_file(&e.path).unwrap();
+                fs::create_dir_all(e.path.join("not-an-entry")).unwrap();
+            }
+            6 => {
+                let out = output_path(&sb.gocache, &e.output_hex);
+                if fs::remove_file(&out).is_ok() {
+                    fs::create_dir_all(&out).unwrap();
+                }
+            }
+            7 => {
+                let out = output_path(&sb.gocache, &e.output_hex);
+                let _ = fs::write(&out, b"short");
+            }
+            _ => fs::write(&e.path, b"").unwrap(),
+        }
+    }
+    let run = sb.go(&args, &[]);
+    run.assert_ok();
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let out = std::process::Command::new(sb.module.join("bin/tiny")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, world\n");
+    // The damage was repaired by the puts of the rebuild: once more, all local hits.
+    let again = sb.go(&["build", "-x", "-o", "bin/tiny", "."], &[]);
+    again.assert_ok();
+    assert!(again.compile_lines().is_empty(), "{:?}", again.compile_lines());
+}
+
+/// A local tier that cannot be written any more (made immutable; root ignores mode bits):
+/// the failures are reported once, with what to do, and gets keep working from what is
+/// there.
+#[test]
+fn an_unwritable_local_tier_is_reported_once() {
+    let sb = Sandbox::new("unwritable");
+    sb.go(&["build", "-o", "bin/tiny", "."], &[]).assert_ok();
+    // Every folder a file could be created in: the tier itself and each <xx> folder.
+    let mut folders = vec![sb.gocache.clone()];
+    folders.extend(fs::read_dir(&sb.gocache).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    let chattr =
+        |flag: &str| std::process::Command::new("chattr").arg(flag).args(&folders).status().is_ok_and(|s| s.success());
+    assert!(chattr("+i"), "chattr +i failed: the test needs an ext4-like /tmp");
+    // A change to the library: new compiles, whose puts cannot be stored.
+    let lib = sb.module.join("lib/lib.go");
+    let text = fs::read_to_string(&lib).unwrap().replace("hello, ", "hi, ");
+    fs::write(&lib, text).unwrap();
+    let run = sb.go(&["build", "-o", "bin/tiny2", "."], &[]);
+    let _ = chattr("-i");
+    let stats = sb.last_stats();
+    assert!(stat(&stats, "put_errors") >= 2, "{stats}\n{}", run.stderr);
+    assert!(stat(&stats, "local_hits") > 0, "gets kept working: {stats}");
+    let told: Vec<&str> = run.stderr.lines().filter(|l| l.contains("local disk failure")).collect();
+    assert_eq!(told.len(), 1, "reported once:\n{}", run.stderr);
+    assert!(told[0].contains("GOCACHE"), "{}", told[0]);
 }

@@ -4,29 +4,17 @@
 //! objects, a store that is down from the start, one that stops answering, one killed
 //! in the middle of a build, and refused credentials.
 
-mod common;
+use crate::common;
 
-use common::go::{sha256_file, stat, GoRun, Prog, Sandbox};
+use common::faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
+use common::go::{sha256_file, stat, Prog, Sandbox};
+use common::remote::{go_remote, refs, store_env};
 use common::servers::{free_port, S3Server};
-use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// go's environment for `server`, with the local tier `tier` (a directory name inside the
-/// sandbox, so each run can start from an empty one).
-fn remote_env(sb: &Sandbox, server: &S3Server, tier: &str) -> Vec<(String, String)> {
-    let gocache = sb.root.join(tier);
-    std::fs::create_dir_all(&gocache).unwrap();
-    let mut env: Vec<(String, String)> = server.env();
-    env.push(("GOCACHE".into(), gocache.to_string_lossy().into_owned()));
-    env
-}
-
-/// go's environment for a fake store on 127.0.0.1:`port`.
-fn fake_store_env(port: u16) -> Vec<(String, String)> {
+/// go's environment for a store on 127.0.0.1:`port` where nothing listens.
+fn unreachable_store_env(port: u16) -> Vec<(String, String)> {
     [
         ("AWS_ACCESS_KEY_ID", "GK0000".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "secret".to_string()),
@@ -38,39 +26,38 @@ fn fake_store_env(port: u16) -> Vec<(String, String)> {
     .collect()
 }
 
-fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
-/// Runs go through the cache program backed by `server`, on the local tier `tier`.
-fn go_remote(sb: &Sandbox, server: &S3Server, tier: &str, args: &[&str], prog_args: &[&str]) -> GoRun {
-    let env = remote_env(sb, server, tier);
-    let mut all_args: Vec<&str> = prog_args.to_vec();
-    all_args.push(&server.bucket);
-    sb.spawn(args, &refs(&env), Prog::Ours(&all_args)).wait()
-}
-
-/// Every object under `prefix` as boto3 sees it: its body hashes to its `outputid`.
+/// Every output object under `prefix` as boto3 sees it (the working-set manifests under
+/// `<prefix>/manifests/` aside): its body hashes to its `outputid`.
 fn assert_objects_verified(server: &S3Server, prefix: &str) -> usize {
-    let objects = server.list(prefix);
+    let mut objects = server.list(prefix);
+    objects.retain(|o| !o["key"].as_str().unwrap_or_default().starts_with(&format!("{prefix}manifests/")));
     for o in &objects {
         let key = o["key"].as_str().unwrap_or_default();
         let outputid = o["metadata"]["outputid"].as_str().unwrap_or_default();
-        assert_eq!(o["sha256"].as_str(), Some(outputid), "{}: object {key} does not hash to its outputid", server.kind);
+        // Compressed objects (the default form) hash to their outputid once decoded.
+        let (name, sha) = match key.strip_suffix(".lz4") {
+            Some(name) => (name, &o["decoded_sha256"]),
+            None => (key, &o["sha256"]),
+        };
+        assert_eq!(sha.as_str(), Some(outputid), "{}: object {key} does not hash to its outputid", server.kind);
         assert!(o["metadata"]["puttime"].as_str().is_some_and(|t| t.parse::<i64>().is_ok()), "{key}: no puttime");
-        let action_hex = key.rsplit('/').next().unwrap_or_default();
-        assert_eq!(action_hex.len(), 64, "{key}: not <prefix>/<action hex>");
+        let action_hex = name.rsplit('/').next().unwrap_or_default();
+        assert_eq!(action_hex.len(), 64, "{key}: not <prefix>/<action hex>[.lz4]");
+        assert_eq!(o["metadata"]["actionid"].as_str(), Some(action_hex), "{key}: actionid");
     }
     objects.len()
 }
 
 /// Cold build fills the bucket; a new empty local tier then compiles nothing and every
 /// get is a remote hit.
-fn round_trip(server: &S3Server, prefix: &str) {
+/// `cold_form` is the --compression of the filling build; the reading builds use the
+/// default (compressed first), so a plain fill also tests reading the other form.
+fn round_trip(server: &S3Server, prefix: &str, cold_form: &str) {
     let sb = Sandbox::new(server.kind);
     let prog = ["--prefix", prefix];
     // The same command both times: go's lookups depend on its flags.
-    let cold = go_remote(&sb, server, "tier-cold", &["build", "-x", "./..."], &prog);
+    let cold_prog = ["--prefix", prefix, "--compression", cold_form];
+    let cold = go_remote(&sb, server, "tier-cold", &["build", "-x", "./..."], &cold_prog);
     cold.assert_ok();
     assert!(!cold.compile_lines().is_empty(), "a cold build compiles");
     let stats = sb.last_stats();
@@ -79,6 +66,12 @@ fn round_trip(server: &S3Server, prefix: &str) {
     assert_eq!(stat(&stats, "upload_errors"), 0, "{stats}\n{}", cold.stderr);
     let objects = assert_objects_verified(server, &format!("{prefix}/"));
     assert!(objects > 0 && objects as u64 <= stat(&stats, "puts"), "{objects} objects for {stats}");
+    let compressed = server
+        .list(&format!("{prefix}/"))
+        .iter()
+        .filter(|o| o["key"].as_str().is_some_and(|k| k.ends_with(".lz4")))
+        .count();
+    assert_eq!(compressed > 0, cold_form == "lz4", "{compressed} .lz4 objects after a --compression {cold_form} fill");
 
     let warm = go_remote(&sb, server, "tier-warm", &["build", "-x", "./..."], &prog);
     warm.assert_ok();
@@ -96,7 +89,13 @@ fn round_trip(server: &S3Server, prefix: &str) {
     let local = sb.last_stats();
     assert!(stat(&local, "local_hits") > 0, "{local}");
     assert_eq!(stat(&from_bucket, "gets"), stat(&local, "gets"), "{from_bucket}\n{local}");
-    assert_eq!(stat(&from_bucket, "remote_hits"), stat(&local, "local_hits"), "{from_bucket}\n{local}");
+    // (A get go repeats after its own put of that action in the session is a local hit.)
+    assert_eq!(
+        stat(&from_bucket, "remote_hits") + stat(&from_bucket, "local_hits"),
+        stat(&local, "local_hits"),
+        "{from_bucket}\n{local}"
+    );
+    assert!(stat(&from_bucket, "local_hits") <= stat(&from_bucket, "puts"), "{from_bucket}");
     assert_eq!(stat(&from_bucket, "misses"), stat(&local, "misses"), "{from_bucket}\n{local}");
     assert!(stat(&from_bucket, "bytes_downloaded") > 0, "{from_bucket}");
     // What came down is what go stored: the local files hash to their output IDs.
@@ -109,7 +108,7 @@ fn round_trip(server: &S3Server, prefix: &str) {
 #[test]
 fn garage_round_trip_and_test_cache_time() {
     let server = S3Server::garage();
-    round_trip(&server, "go-cache");
+    round_trip(&server, "go-cache", "lz4");
 
     // go's test cache: a result that came from the bucket keeps its original time, so
     // `go clean -testcache` (which expires results put before it) makes the test run again.
@@ -130,12 +129,19 @@ fn garage_round_trip_and_test_cache_time() {
 
 #[test]
 fn s3s_fs_round_trip_with_awkward_prefix() {
-    round_trip(&S3Server::s3s_fs(), "team cache/ü+=&!'()*~");
+    // Plain objects (--compression none: the original program's form) read back by the
+    // default configuration.
+    round_trip(&S3Server::s3s_fs(), "team cache/ü+=&!'()*~", "none");
 }
 
 #[test]
 fn moto_round_trip_with_signature_checks() {
-    round_trip(&S3Server::moto(), "go-cache");
+    round_trip(&S3Server::moto(), "go-cache", "lz4");
+}
+
+#[test]
+fn seaweedfs_round_trip() {
+    round_trip(&S3Server::seaweedfs(), "go-cache", "lz4");
 }
 
 #[test]
@@ -146,7 +152,7 @@ fn read_only_writes_nothing() {
     run.assert_ok();
     let stats = sb.last_stats();
     assert!(stat(&stats, "puts") > 0, "{stats}");
-    assert!(stat(&stats, "remote_not_found") > 0, "the bucket was read: {stats}");
+    assert!(stat(&stats, "remote_not_found") + stat(&stats, "fast_misses") > 0, "the bucket was read: {stats}");
     assert_eq!(stat(&stats, "uploads") + stat(&stats, "upload_errors"), 0, "{stats}");
     assert!(server.list("").is_empty(), "read-only wrote to the bucket");
     // Still a working local cache.
@@ -177,14 +183,22 @@ fn corrupted_objects_are_misses_and_go_rebuilds() {
         }
     }
 
-    let run = go_remote(&sb, &server, "fresh", &["build", "-o", "bin2", "."], &["-v"]);
+    // With prefetch, the damaged objects are fetched (and refused) before go asks
+    // (read-only, so that the good outputs go builds do not repair the bucket yet).
+    let prefetched = go_remote(&sb, &server, "fresh-prefetched", &["build", "-o", "bin3", "."], &["--read-only"]);
+    prefetched.assert_ok();
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "remote_hits") + stat(&stats, "prefetched"), 0, "{stats}");
+    assert!(stat(&stats, "remote_bad_objects") > 10, "{stats}");
+    // Without, each get meets its damaged object itself: counted one by one.
+    let run = go_remote(&sb, &server, "fresh", &["build", "-o", "bin2", "."], &["-v", "--no-prefetch"]);
     run.assert_ok();
     let stats = sb.last_stats();
     // Every object was damaged: nothing may come back as a hit.
     assert_eq!(stat(&stats, "remote_hits"), 0, "{stats}");
     assert!(stat(&stats, "remote_bad_objects") > 10, "{stats}");
     assert_eq!(
-        stat(&stats, "remote_bad_objects") + stat(&stats, "remote_not_found"),
+        stat(&stats, "remote_bad_objects") + stat(&stats, "remote_not_found") + stat(&stats, "fast_misses"),
         stat(&stats, "gets"),
         "{stats}\n{}",
         run.stderr
@@ -210,7 +224,7 @@ fn data_files(dir: &Path) -> Vec<PathBuf> {
 fn store_down_from_the_start_is_switched_off_and_the_build_succeeds() {
     let port = free_port(); // nothing listens there
     let sb = Sandbox::new("down");
-    let env = fake_store_env(port);
+    let env = unreachable_store_env(port);
     let run = sb.spawn(&["build", "./..."], &refs(&env), Prog::Ours(&["cache"])).wait();
     run.assert_ok();
     let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains("bucket switched off")).collect();
@@ -222,34 +236,19 @@ fn store_down_from_the_start_is_switched_off_and_the_build_succeeds() {
     assert_eq!(stat(&stats, "put_errors"), 0, "{stats}");
 }
 
-/// A store that accepts connections and never answers: every request is cut off by
-/// `--timeout`, the bucket is switched off, and the build finishes.
+/// A store that accepts connections and never answers (a fault proxy in front of Garage
+/// that holds every response): every request is cut off by `--timeout`, the bucket is
+/// switched off, and the build finishes.
 #[test]
 fn silent_store_is_cut_off_by_the_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_flag = Arc::clone(&stop);
-    let holder = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while !stop_flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-            if let Ok((mut conn, _)) = listener.accept() {
-                let _ = conn.set_nonblocking(true);
-                let _ = conn.read(&mut [0u8; 1024]);
-                held.push(conn); // read, never answer
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    });
+    let server = S3Server::garage();
+    let proxy = Proxy::start(server.port(), ProxyConfig::default()).expect("start the fault proxy");
+    proxy.set_faults(vec![FaultRule::new(Fault::StallBeforeHeaders)]);
     let sb = Sandbox::new("silent");
-    let env = fake_store_env(port);
+    let env = store_env(&sb, &server, &proxy.endpoint(), "tier");
     let started = Instant::now();
-    let prog = ["--timeout", "1s", "--max-failures", "3", "cache"];
+    let prog = ["--timeout", "1s", "--max-failures", "3", server.bucket.as_str()];
     let run = sb.spawn(&["build", "./..."], &refs(&env), Prog::Ours(&prog)).wait();
-    stop.store(true, Ordering::Relaxed);
-    holder.join().unwrap();
     run.assert_ok();
     assert!(run.stderr.contains("bucket switched off"), "{}", run.stderr);
     assert!(run.stderr.contains("timed out"), "{}", run.stderr);
@@ -259,75 +258,35 @@ fn silent_store_is_cut_off_by_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(200), "took {:?}", started.elapsed());
 }
 
-/// A fake store on loopback (a fault no real store can be made to show on demand):
-/// lookups get a quick 404, uploads are read and never answered.
-fn spawn_store_that_never_finishes_uploads(stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    let handle = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            match listener.accept() {
-                Ok((conn, _)) => {
-                    let stop = Arc::clone(&stop);
-                    held.push(std::thread::spawn(move || serve_or_stall(conn, &stop, deadline)));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
-        for h in held {
-            let _ = h.join();
-        }
-    });
-    (port, handle)
-}
-
-fn serve_or_stall(mut conn: std::net::TcpStream, stop: &AtomicBool, deadline: Instant) {
-    use std::io::Write;
-    let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        match conn.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(_) => continue,
-        }
-        // Answer each complete GET/HEAD head with 404; anything else (PUT) is swallowed.
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            buf.drain(..end + 4);
-            if head.starts_with("GET ") || head.starts_with("HEAD ") {
-                let body = "<Error><Code>NoSuchKey</Code></Error>";
-                let reply = format!("HTTP/1.1 404 Not Found\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-                if conn.write_all(reply.as_bytes()).is_err() {
-                    return;
-                }
-            } else {
-                buf.clear();
-            }
-        }
-    }
-}
-
+/// A store whose uploads never finish (the fault proxy holds every PUT's answer; reads
+/// reach Garage): the end of the session says what it waits for, and gives up at
+/// `--close-timeout`.
 #[test]
 fn close_reports_and_bounds_slow_uploads() {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (port, server) = spawn_store_that_never_finishes_uploads(Arc::clone(&stop));
+    let server = S3Server::garage();
+    let proxy = Proxy::start(server.port(), ProxyConfig::default()).expect("start the fault proxy");
+    proxy.set_faults(vec![FaultRule::new(Fault::StallBeforeHeaders).for_method("PUT")]);
     let sb = Sandbox::new("slowput");
-    let env = fake_store_env(port);
-    let prog = ["--timeout", "60s", "--close-timeout", "4s", "--workers", "2", "cache"];
+    let env = store_env(&sb, &server, &proxy.endpoint(), "tier");
+    // A slow store, not a stalled one: the stall bound is above the close bound.
+    let prog = [
+        "--timeout",
+        "60s",
+        "--stall-timeout",
+        "60s",
+        "--close-timeout",
+        "4s",
+        "--workers",
+        "2",
+        server.bucket.as_str(),
+    ];
     let run = sb.spawn(&["build", "./..."], &refs(&env), Prog::Ours(&prog)).wait();
-    stop.store(true, Ordering::Relaxed);
-    server.join().unwrap();
     run.assert_ok();
     let waiting = run.stderr.lines().find(|l| l.contains("waiting for")).unwrap_or_default();
     assert!(waiting.contains("uploads") && waiting.contains("MB"), "no progress line:\n{}", run.stderr);
     assert!(run.stderr.contains("gave up on"), "{}", run.stderr);
     let stats = sb.last_stats();
-    assert!(stat(&stats, "remote_not_found") > 0, "{stats}");
+    assert!(stat(&stats, "remote_not_found") + stat(&stats, "fast_misses") > 0, "{stats}");
     assert_eq!(stat(&stats, "uploads"), 0, "{stats}");
     assert_eq!(stat(&stats, "uploads_skipped"), stat(&stats, "puts"), "{stats}");
 }
@@ -336,7 +295,7 @@ fn close_reports_and_bounds_slow_uploads() {
 fn store_killed_mid_build() {
     let mut server = S3Server::garage();
     let sb = Sandbox::new("killed");
-    let env = remote_env(&sb, &server, "tier");
+    let env = store_env(&sb, &server, &server.endpoint, "tier");
     let env_refs = refs(&env);
     let bucket = server.bucket.clone();
     let mut child = sb.spawn(&["build", "-p", "1", "./..."], &env_refs, Prog::Ours(&["-v", &bucket]));
@@ -363,9 +322,9 @@ fn store_killed_mid_build() {
 fn refused_credentials_say_what_to_fix() {
     let server = S3Server::s3s_fs();
     let sb = Sandbox::new("badcreds");
-    let mut env = remote_env(&sb, &server, "tier");
+    let mut env = store_env(&sb, &server, &server.endpoint, "tier");
     env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
-    env.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret-at-all".into()));
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), common::secret("not-the-secret-at-all")));
     let env_refs = refs(&env);
     let bucket = server.bucket.clone();
     let run = sb.spawn(&["build", "./..."], &env_refs, Prog::Ours(&["-vv", &bucket])).wait();
@@ -377,4 +336,43 @@ fn refused_credentials_say_what_to_fix() {
     assert!(!run.stderr.contains("not-the-secret-at-all"), "the secret reached stderr");
     assert!(!run.stderr.contains(&server.secret_key), "the real secret reached stderr");
     assert!(server.list("").is_empty());
+}
+
+/// Two `go build`s and a `go test` at once against one local tier and one bucket, twice
+/// (what parallel CI steps on one runner do): every command succeeds, the tier stays
+/// consistent, and a warm run afterwards compiles nothing.
+#[test]
+fn concurrent_sessions_share_a_tier_and_a_bucket() {
+    let server = S3Server::garage();
+    let sb = Sandbox::new("concurrent");
+    let env = store_env(&sb, &server, &server.endpoint, "shared");
+    let env = refs(&env);
+    let bucket = server.bucket.clone();
+    for round in 0..2 {
+        let a = format!("bin-a{round}");
+        let b = format!("bin-b{round}");
+        let children = [
+            sb.spawn(&["build", "-o", &a, "."], &env, Prog::Ours(&[&bucket])),
+            sb.spawn(&["build", "-o", &b, "."], &env, Prog::Ours(&[&bucket])),
+            sb.spawn(&["test", "./..."], &env, Prog::Ours(&[&bucket])),
+        ];
+        for child in children {
+            child.wait().assert_ok();
+        }
+        for bin in [&a, &b] {
+            let out = std::process::Command::new(sb.module.join(bin)).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello, world", "round {round}");
+        }
+    }
+    for entry in common::go::cache_entries(&sb.root.join("shared")) {
+        let body = common::go::output_path(&sb.root.join("shared"), &entry.output_hex);
+        assert_eq!(sha256_file(&body), entry.output_hex, "{}", body.display());
+    }
+    let warm = sb.spawn(&["build", "-x", "-o", "bin-warm", "."], &env, Prog::Ours(&[&bucket])).wait();
+    warm.assert_ok();
+    assert!(warm.compile_lines().is_empty(), "{:?}", warm.compile_lines());
+    // And a machine with an empty tier gets it all from the bucket.
+    let fresh = go_remote(&sb, &server, "fresh", &["build", "-x", "-o", "bin-fresh", "."], &[]);
+    fresh.assert_ok();
+    assert!(fresh.compile_lines().is_empty(), "{:?}", fresh.compile_lines());
 }

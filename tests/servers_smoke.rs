@@ -2,7 +2,7 @@
 //! round-trips an object with metadata through the independent boto3 client
 //! (tests/tools/s3check.py), and dies on `stop()`.
 
-mod common;
+use crate::common;
 
 use common::servers::{port_accepts, python, S3Server};
 use std::time::Instant;

@@ -11,6 +11,8 @@ Subcommands:
                                stdout (the handshake), close stdin, time until exit;
                                prints "median_ms p90_ms exit_median_ms"
   peak-rss FILE                largest number (KiB) in a /usr/bin/time -f %M output file, in MiB
+  proxy-ceiling FILE           one line from the JSON lines of `faultproxy selftest`: what the
+                               proxy itself can carry (bytes/s as MB/s, requests/s, ...)
 """
 
 import json
@@ -176,6 +178,40 @@ def peak_rss(path):
     print(f"{best / 1024:.1f}" if best else "n/a")
 
 
+def proxy_ceiling(path):
+    """The self-test's JSON object(s) as one line: what the proxy itself can carry."""
+    parts = []
+    try:
+        with open(path) as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(d, dict):
+            continue
+        if {"bytes_per_sec", "requests_per_sec", "capped_bytes_per_sec"} <= d.keys():
+            conns, size, small = d.get("connections", "?"), d.get("size", 0), d.get("small_size", 0)
+            text = (
+                f"uncapped {d['bytes_per_sec'] / 1e6:.0f} MB/s ({conns} connections, {size / 1024:.0f} KiB "
+                f"responses) and {d['requests_per_sec']:.0f} requests/s ({small / 1024:.0f} KiB responses)"
+            )
+            if d.get("cap_bytes_per_sec"):
+                text += (
+                    f"; under a {d['cap_bytes_per_sec'] / 1e6:.0f} MB/s cap {d['capped_bytes_per_sec'] / 1e6:.1f} MB/s"
+                )
+            if d.get("delay_ms"):
+                text += f"; at {d['delay_ms']} ms"
+            text += f"; errors {d.get('errors', 0)}"
+            parts.append(text)
+        else:
+            parts.append(", ".join(f"{k} {v}" for k, v in d.items()))
+    print("; ".join(parts) if parts else "- (faultproxy selftest printed no JSON)")
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -193,6 +229,8 @@ def main():
         startup(int(a[1]), a[2:])
     elif cmd == "peak-rss":
         peak_rss(a[1])
+    elif cmd == "proxy-ceiling":
+        proxy_ceiling(a[1])
     else:
         sys.exit(__doc__)
 

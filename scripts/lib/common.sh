@@ -140,22 +140,9 @@ garage_start() {
 		mkdir -p "$dir"
 		ports=$(python3 "$LIB_DIR/benchutil.py" free-ports 3)
 		read -r s3 rpc admin <<<"$ports"
-		cat >"$dir/garage.toml" <<-EOF
-			metadata_dir = "$dir/meta"
-			data_dir = "$dir/data"
-			db_engine = "sqlite"
-			replication_factor = 1
-			rpc_bind_addr = "127.0.0.1:$rpc"
-			rpc_public_addr = "127.0.0.1:$rpc"
-			rpc_secret = "$(rand_hex 32)"
-
-			[s3_api]
-			s3_region = "garage"
-			api_bind_addr = "127.0.0.1:$s3"
-
-			[admin]
-			api_bind_addr = "127.0.0.1:$admin"
-		EOF
+		sed -e "s|@DIR@|$dir|g" -e "s|@REPLICATION@|1|" -e "s|@RPC_PORT@|$rpc|g" -e "s|@S3_PORT@|$s3|" \
+			-e "s|@ADMIN_PORT@|$admin|" -e "s|@RPC_SECRET@|$(rand_hex 32)|" \
+			"$LIB_DIR/garage.toml.in" >"$dir/garage.toml"
 		GARAGE_DEFAULT_ACCESS_KEY=$AWS_ACCESS_KEY_ID GARAGE_DEFAULT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
 			GARAGE_DEFAULT_BUCKET=$BUCKET RUST_LOG=garage=warn \
 			"$GARAGE_BIN" -c "$dir/garage.toml" server --single-node --default-bucket \

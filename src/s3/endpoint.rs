@@ -63,6 +63,16 @@ impl Endpoint {
         })
     }
 
+    /// The host name (or address).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Whether this is an AWS S3 endpoint (`*.amazonaws.com`).
+    pub fn is_aws(&self) -> bool {
+        self.host.ends_with(".amazonaws.com")
+    }
+
     /// The AWS S3 endpoint of a region.
     pub fn aws(region: &str) -> Endpoint {
         Endpoint { https: true, host: format!("s3.{region}.amazonaws.com"), port: None, path_prefix: String::new() }

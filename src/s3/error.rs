@@ -18,6 +18,10 @@ pub enum S3Error {
     Sink { op: String, source: io::Error },
     /// The request could not even be built (an invalid header or URL).
     Request { op: String, message: String },
+    /// The object is larger than the caller accepts (`size` is what was announced or read).
+    Oversized { op: String, size: u64, limit: u64 },
+    /// No credentials could be had from a source that is configured (what failed, and why).
+    Credentials { op: String, message: String },
 }
 
 impl S3Error {
@@ -29,6 +33,31 @@ impl S3Error {
             other => other.to_string(),
         };
         S3Error::Transport { op: op.to_string(), timeout, message }
+    }
+
+    /// Classifies a failure while reading a response body: a timeout (a stall, or the
+    /// call's deadline) is a timeout, anything else a broken body.
+    pub fn body(op: String, e: io::Error) -> S3Error {
+        let timed_out = e.kind() == io::ErrorKind::TimedOut
+            || e.get_ref()
+                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+        if timed_out {
+            S3Error::Transport { op, timeout: true, message: e.to_string() }
+        } else {
+            S3Error::Body { op, source: e }
+        }
+    }
+
+    /// The store refused the request's time or token and the client has since fixed that
+    /// (learned the store's clock, fetched new credentials): signing again will do.
+    pub fn is_resignable(&self) -> bool {
+        matches!(self, S3Error::Status { doc, .. } if doc.resign)
+    }
+
+    /// A timeout (a stall, a deadline): never worth a second full wait.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, S3Error::Transport { timeout: true, .. })
     }
 
     /// The S3 error code, when the store sent one.
@@ -69,7 +98,10 @@ impl S3Error {
                         )
                     )
             }
-            S3Error::Sink { .. } | S3Error::Request { .. } => false,
+            S3Error::Sink { .. }
+            | S3Error::Request { .. }
+            | S3Error::Oversized { .. }
+            | S3Error::Credentials { .. } => false,
         }
     }
 
@@ -83,9 +115,23 @@ impl S3Error {
     pub fn hint(&self) -> Option<String> {
         let S3Error::Status { status, doc, .. } = self else {
             return match self {
+                S3Error::Transport { message, .. }
+                    if message.contains("UnknownIssuer") || message.contains("certificate") =>
+                {
+                    Some(
+                        "the store's TLS certificate is not signed by a CA this program knows: give the CA's PEM file \
+                         with --ca-bundle FILE (or AWS_CA_BUNDLE)"
+                            .into(),
+                    )
+                }
+                S3Error::Transport { message, .. } if message.to_ascii_lowercase().contains("proxy") => Some(
+                    "the HTTP proxy refused or failed: check HTTPS_PROXY / HTTP_PROXY, or add the store to NO_PROXY"
+                        .into(),
+                ),
                 S3Error::Transport { .. } => {
                     Some("check --endpoint / AWS_ENDPOINT_URL and that the store is reachable".into())
                 }
+                S3Error::Credentials { message, .. } => Some(format!("fix the credentials: {message}")),
                 _ => None,
             };
         };
@@ -132,6 +178,10 @@ impl fmt::Display for S3Error {
             S3Error::Body { op, source } => write!(f, "{op}: response body: {source}"),
             S3Error::Sink { op, source } => write!(f, "{op}: writing the download locally: {source}"),
             S3Error::Request { op, message } => write!(f, "{op}: cannot build the request: {message}"),
+            S3Error::Credentials { op, message } => write!(f, "{op}: no credentials: {message}"),
+            S3Error::Oversized { op, size, limit } => {
+                write!(f, "{op}: the object is {size} bytes or more, above --max-object-size {limit}")
+            }
         }
     }
 }

@@ -11,9 +11,14 @@
 //! It replaces ureq's own `TcpConnector` in an otherwise default chain (CONNECT proxies,
 //! then TCP, then rustls for https).
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
     Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, RustlsConnector,
     Transport,
@@ -144,5 +149,65 @@ impl Transport for QuickAckTransport {
         let mut byte = [0u8; 1];
         let open = matches!((&self.stream).read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         self.stream.set_nonblocking(false).is_ok() && open
+    }
+}
+
+/// Name resolution for the agent, remembered for a while.
+///
+/// ureq resolves the host for every request, even one that reuses a pooled connection,
+/// and with a timeout set it does so on a new thread each time: a cold build's 800
+/// uploads started 800 threads, most of the program's system time. The endpoint is one
+/// host, so its addresses are kept for `RESOLVED_FOR`; an IP address is never looked up.
+#[derive(Debug, Default)]
+pub struct CachingResolver {
+    inner: DefaultResolver,
+    known: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+}
+
+/// How long resolved addresses are reused.
+const RESOLVED_FOR: Duration = Duration::from_secs(60);
+
+impl Resolver for CachingResolver {
+    fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, Error> {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return self.inner.resolve(uri, config, timeout);
+        };
+        let Some(host_port) = DefaultResolver::host_and_port(scheme, authority) else {
+            return self.inner.resolve(uri, config, timeout);
+        };
+        if let Ok(addr) = host_port.parse::<SocketAddr>() {
+            let mut one = self.empty();
+            one.push(addr);
+            return Ok(one);
+        }
+        let now = Instant::now();
+        if let Some((at, addrs)) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(&host_port) {
+            if now.duration_since(*at) < RESOLVED_FOR {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).insert(host_port, (now, addrs.clone()));
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_parsed_or_looked_up_once() {
+        let resolver = CachingResolver::default();
+        let config = ureq::config::Config::default();
+        let timeout = NextTimeout::default();
+        let uri: Uri = "http://127.0.0.1:3900/bucket/key".parse().unwrap();
+        let addrs = resolver.resolve(&uri, &config, timeout).unwrap();
+        assert_eq!(&addrs[..], &["127.0.0.1:3900".parse::<SocketAddr>().unwrap()]);
+        let uri: Uri = "http://localhost:3900/bucket/key".parse().unwrap();
+        let first = resolver.resolve(&uri, &config, timeout).unwrap();
+        assert!(!first.is_empty());
+        assert_eq!(resolver.known.lock().unwrap().len(), 1);
+        assert_eq!(&resolver.resolve(&uri, &config, timeout).unwrap()[..], &first[..]);
     }
 }

@@ -1,5 +1,6 @@
-//! The two XML documents the cache reads: S3's `<Error>` body and ListObjectsV2's
-//! `<ListBucketResult>`, parsed with quick-xml into plain values.
+//! The XML documents the program reads: S3's `<Error>` body, ListObjectsV2's
+//! `<ListBucketResult>`, STS answers and DeleteObjects' `<DeleteResult>`, parsed with
+//! quick-xml into plain values; and the one it writes, DeleteObjects' `<Delete>`.
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -86,6 +87,27 @@ pub struct ErrorDoc {
     /// The server's view of what should have been signed (SignatureDoesNotMatch).
     pub string_to_sign: Option<String>,
     pub canonical_request: Option<String>,
+    /// Set by the client when it has fixed what this answer refused (it learned the
+    /// store's clock, or fetched fresh credentials after `ExpiredToken`): the request is
+    /// worth signing again, once.
+    pub resign: bool,
+}
+
+impl ErrorDoc {
+    /// Passes every field through `clean` (removing secrets a store may have echoed).
+    pub fn redact(&mut self, clean: &dyn Fn(&str) -> String) {
+        let fields = [
+            &mut self.code,
+            &mut self.message,
+            &mut self.request_id,
+            &mut self.region,
+            &mut self.string_to_sign,
+            &mut self.canonical_request,
+        ];
+        for text in fields.into_iter().flatten() {
+            *text = clean(text);
+        }
+    }
 }
 
 /// Parses an `<Error>` body; anything else yields an empty document.
@@ -110,12 +132,63 @@ pub fn parse_error(xml: &str) -> ErrorDoc {
     doc
 }
 
+/// The credentials of an STS answer (`AssumeRole`, `AssumeRoleWithWebIdentity`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// As sent (ISO 8601).
+    pub expiration: String,
+}
+
+/// Parses an STS answer: its `Credentials`, or the `Error` it holds as `code: message`.
+pub fn parse_sts(xml: &str) -> Result<StsCredentials, String> {
+    let mut found = StsCredentials::default();
+    let (mut code, mut message) = (None, None);
+    walk(xml, &mut |node| {
+        let Node::Leaf(path, text) = node else { return };
+        let n = path.len();
+        if n >= 2 && path[n - 2] == "Credentials" {
+            match path[n - 1].as_str() {
+                "AccessKeyId" => found.access_key_id = text,
+                "SecretAccessKey" => found.secret_access_key = text,
+                "SessionToken" => found.session_token = text,
+                "Expiration" => found.expiration = text,
+                _ => {}
+            }
+        } else if n >= 2 && path[n - 2] == "Error" {
+            match path[n - 1].as_str() {
+                "Code" => code = Some(text),
+                "Message" => message = Some(text),
+                _ => {}
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(code) = code {
+        return Err(format!("{code}: {}", message.unwrap_or_default()));
+    }
+    if found.access_key_id.is_empty() || found.secret_access_key.is_empty() {
+        return Err("the answer holds no credentials".into());
+    }
+    Ok(found)
+}
+
 /// One object of a listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListedObject {
     pub key: String,
     pub size: u64,
     pub last_modified: String,
+}
+
+impl ListedObject {
+    /// The object's date (its upload, or its last refresh), if the store gave one that
+    /// parses.
+    pub fn dated(&self) -> Option<std::time::SystemTime> {
+        crate::clock::parse_rfc3339(&self.last_modified)
+    }
 }
 
 /// One page of ListObjectsV2.
@@ -175,6 +248,66 @@ pub fn parse_list(xml: &str) -> Result<ListPage, XmlError> {
     Ok(page)
 }
 
+/// Whether a key can travel in an XML body: XML 1.0 has no way to write most control
+/// characters, so such keys are deleted one request each.
+pub fn fits_xml(key: &str) -> bool {
+    !key.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// DeleteObjects' request body, quiet (the answer lists only what failed). Every key must
+/// pass [`fits_xml`].
+pub fn delete_request<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
+    let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><Delete><Quiet>true</Quiet>"#);
+    for key in keys {
+        // Carriage returns and tabs would be normalised away by the store's parser.
+        let escaped = quick_xml::escape::escape(key).replace('\r', "&#13;").replace('\t', "&#9;");
+        xml.push_str(&format!("<Object><Key>{escaped}</Key></Object>"));
+    }
+    xml.push_str("</Delete>");
+    xml
+}
+
+/// One key a DeleteObjects answer says it could not delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteFailure {
+    pub key: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// Parses a `<DeleteResult>`: the keys it names under `<Error>` (a quiet request's answer
+/// names nothing else).
+pub fn parse_delete_result(xml: &str) -> Result<Vec<DeleteFailure>, XmlError> {
+    let mut failures: Vec<DeleteFailure> = Vec::new();
+    let mut root: Option<String> = None;
+    walk(xml, &mut |node| match node {
+        Node::Open(path) => {
+            if path.len() == 1 {
+                root = Some(path[0].clone());
+            }
+            if path.len() == 2 && path[1] == "Error" {
+                failures.push(DeleteFailure::default());
+            }
+        }
+        Node::Leaf(path, text) => {
+            if path.len() == 3 && path[1] == "Error" {
+                if let Some(failure) = failures.last_mut() {
+                    match path[2].as_str() {
+                        "Key" => failure.key = text,
+                        "Code" => failure.code = text,
+                        "Message" => failure.message = text,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    })?;
+    if root.as_deref() != Some("DeleteResult") {
+        return Err(XmlError(format!("expected <DeleteResult>, found {root:?}")));
+    }
+    Ok(failures)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,10 +356,50 @@ host:127.0.0.1</CanonicalRequest><RequestId>4442587FB7D0A2F9</RequestId></Error>
     }
 
     #[test]
+    fn sts_answers() {
+        let ok = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>AKIDTEST</AccessKeyId>
+  <SecretAccessKey>SECRETKEYTEST</SecretAccessKey><SessionToken>SESSIONTOKEN_TEST</SessionToken>
+  <Expiration>2021-08-16T21:52:53Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult>
+</AssumeRoleWithWebIdentityResponse>"#;
+        let c = parse_sts(ok).unwrap();
+        assert_eq!((c.access_key_id.as_str(), c.session_token.as_str()), ("AKIDTEST", "SESSIONTOKEN_TEST"));
+        assert_eq!(c.expiration, "2021-08-16T21:52:53Z");
+        let err = r#"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error></ErrorResponse>"#;
+        assert_eq!(
+            parse_sts(err).unwrap_err(),
+            "AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity"
+        );
+        assert!(parse_sts("<html>").is_err());
+        assert!(parse_sts("<AssumeRoleResponse/>").is_err());
+    }
+
+    #[test]
     fn bad_listings_are_errors() {
         assert!(parse_list("<Error><Code>AccessDenied</Code></Error>").is_err());
         assert!(parse_list("<ListBucketResult><Contents><Size>x</Size></Contents></ListBucketResult>").is_err());
         assert!(parse_list("<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>").is_err());
         assert!(parse_list("<ListBucketResult><Contents>").is_err());
+    }
+
+    #[test]
+    fn delete_requests_escape_keys_and_answers_name_failures() {
+        let body = delete_request(["p/00ab", "p/a&b <c>\r"]);
+        assert_eq!(
+            body,
+            r#"<?xml version="1.0" encoding="UTF-8"?><Delete><Quiet>true</Quiet><Object><Key>p/00ab</Key></Object><Object><Key>p/a&amp;b &lt;c&gt;&#13;</Key></Object></Delete>"#
+        );
+        assert!(fits_xml("p/a&b <c>\r") && !fits_xml("p/\u{1}"));
+        let answer = r#"<?xml version="1.0" encoding="UTF-8"?>
+<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Deleted><Key>p/ok</Key></Deleted>
+<Error><Key>p/a&amp;b</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>
+<Error><Key>p/x</Key><Code>InternalError</Code><Message>try again</Message></Error></DeleteResult>"#;
+        let failures = parse_delete_result(answer).unwrap();
+        let keys: Vec<(&str, &str)> = failures.iter().map(|f| (f.key.as_str(), f.code.as_str())).collect();
+        assert_eq!(keys, [("p/a&b", "AccessDenied"), ("p/x", "InternalError")]);
+        assert_eq!(failures[1].message, "try again");
+        assert_eq!(parse_delete_result("<DeleteResult/>").unwrap(), []);
+        assert!(parse_delete_result("<Error><Code>NotImplemented</Code></Error>").is_err());
+        assert!(parse_delete_result("<DeleteResult><Error>").is_err());
     }
 }

@@ -8,7 +8,6 @@
 //!   test, writing the session's counters to a fresh `stats-N.json`, and kills go (and
 //!   everything it started) after [`GO_TIMEOUT`] so no test can hang.
 //! - [`run_cacheprog`] drives the binary directly through its stdin, with a bounded wait.
-#![allow(dead_code)]
 
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
@@ -100,19 +99,13 @@ pub fn quote_field(field: &str) -> String {
     }
 }
 
-static SANDBOXES: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh directory for one test, removed on drop unless the test failed.
-fn fresh_dir(label: &str) -> PathBuf {
-    let n = SANDBOXES.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("gcp-it-{label}-{}-{n}-{nanos:x}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test, removed on drop unless the test failed (one left by a
+/// test process that is gone is swept at the next run: see `servers::unique_temp_dir`).
+pub fn fresh_dir(label: &str) -> PathBuf {
+    super::servers::unique_temp_dir(&format!("it-{label}"))
 }
 
 /// The tiny module every sandbox holds: a main package and a library with a test.
-pub const MODULE_PATH: &str = "example.com/tiny";
 const MODULE_FILES: &[(&str, &str)] = &[
     ("go.mod", "module example.com/tiny\n\ngo 1.24\n"),
     (
@@ -187,6 +180,13 @@ impl GoChild {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends `signal` (as `kill` takes it: `-INT`, `-KILL`) to go alone, or with
+    /// `whole_group` to go and everything it started (the cache program among them).
+    pub fn signal(&self, signal: &str, whole_group: bool) {
+        let target = if whole_group { format!("-{}", self.child.id()) } else { self.child.id().to_string() };
+        let _ = Command::new("kill").args([signal, "--", &target]).stdin(Stdio::null()).status();
+    }
+
     /// Waits for go, killing its whole process group and failing the test past the bound.
     pub fn wait(mut self) -> GoRun {
         let deadline = self.started + GO_TIMEOUT;
@@ -203,14 +203,16 @@ impl GoChild {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        GoRun {
+        let run = GoRun {
             args: std::mem::take(&mut self.args),
             status,
             stdout: fs::read_to_string(&self.out_path).unwrap_or_default(),
             stderr: fs::read_to_string(&self.err_path).unwrap_or_default(),
             elapsed: self.started.elapsed(),
             stats_file: self.stats_file.take(),
-        }
+        };
+        super::assert_no_secret(&format!("the output of go {:?}", run.args), &format!("{}{}", run.stdout, run.stderr));
+        run
     }
 }
 
@@ -296,6 +298,11 @@ impl Sandbox {
             ("GO111MODULE".into(), "on".into()),
             ("CGO_ENABLED".into(), "0".into()),
             ("LANG".into(), "C".into()),
+            // The credential chain's defaults are real addresses: never reachable from a
+            // test (a test that wants a stand-in sets AWS_EC2_METADATA_SERVICE_ENDPOINT and
+            // removes this).
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ("AWS_ENDPOINT_URL_STS".into(), "http://127.0.0.1:9".into()),
         ];
         if let Some(path) = std::env::var_os("PATH") {
             env.push(("PATH".into(), path));
@@ -453,7 +460,6 @@ pub struct CacheEntry {
     pub action_hex: String,
     pub output_hex: String,
     pub size: u64,
-    pub time_nanos: i64,
 }
 
 /// Parses an entry line `v1 <action hex> <output hex> <size %20d> <nanos %20d>\n`.
@@ -471,7 +477,7 @@ pub fn parse_entry(path: &Path, line: &[u8]) -> Result<CacheEntry, String> {
     }
     let (size, nanos) = rest[1..].split_at(20);
     let size = size.trim_start().parse().map_err(|_| "bad size")?;
-    let time_nanos = nanos[1..].trim_start().parse().map_err(|_| "bad time")?;
+    let _time_nanos: i64 = nanos[1..].trim_start().parse().map_err(|_| "bad time")?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if name != format!("{action_hex}-a") {
         return Err(format!("file name {name} does not match action {action_hex}"));
@@ -481,7 +487,6 @@ pub fn parse_entry(path: &Path, line: &[u8]) -> Result<CacheEntry, String> {
         action_hex: action_hex.to_string(),
         output_hex: output_hex.to_string(),
         size,
-        time_nanos,
     })
 }
 
@@ -555,6 +560,8 @@ pub fn run_cacheprog(args: &[&str], env: &[(&str, &str)], input: Vec<u8>, limit:
         .args(args)
         .env_clear()
         .env("HOME", &dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(File::create(&out_path).unwrap())
@@ -587,6 +594,7 @@ pub fn run_cacheprog(args: &[&str], env: &[(&str, &str)], input: Vec<u8>, limit:
         stdout: fs::read_to_string(&out_path).unwrap(),
         stderr: fs::read_to_string(&err_path).unwrap(),
     };
+    super::assert_no_secret("the binary's output", &format!("{}{}", run.stdout, run.stderr));
     let _ = fs::remove_dir_all(&dir);
     run
 }
@@ -628,4 +636,128 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// The binary under test driven directly, request by request, with go nowhere: for
+/// sessions whose timing the test controls (a listing to wait for, an outage to ride).
+pub struct Session {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr_path: PathBuf,
+}
+
+/// How long one response may take before the test fails.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Session {
+    /// Starts the binary with `args`, its local tier at `cache`, its counters to `stats`,
+    /// then `trailing` (the bucket), in exactly the environment `env`; waits for the
+    /// handshake.
+    pub fn start(args: &[&str], trailing: &[&str], cache: &Path, stats: &Path, env: &[(&str, &str)]) -> Session {
+        let stderr_path = stats.with_extension("stderr");
+        let home = cache.parent().unwrap_or(cache).to_path_buf();
+        let mut child = Command::new(bin())
+            .args(args)
+            .args(["--cache-dir", &cache.to_string_lossy(), "--stats-file", &stats.to_string_lossy()])
+            .args(trailing)
+            .env_clear()
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9")
+            .envs(env.iter().copied())
+            .env("HOME", home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("start the binary under test");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut session = Session { child, stdin, lines, stderr_path };
+        let handshake = session.next_line();
+        assert!(handshake.contains("KnownCommands"), "{handshake}");
+        session
+    }
+
+    fn next_line(&mut self) -> String {
+        self.lines
+            .recv_timeout(RESPONSE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("no response within {RESPONSE_TIMEOUT:?} ({e}); stderr:\n{}", self.stderr()))
+    }
+
+    /// Writes `text` (one request, and its body if any) and returns the next response line.
+    pub fn request(&mut self, text: &str) -> String {
+        self.send(text);
+        self.next_line()
+    }
+
+    /// Writes `text` without waiting for an answer.
+    pub fn send(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("session already finished");
+        stdin.write_all(text.as_bytes()).expect("write to the binary");
+        stdin.flush().expect("flush to the binary");
+    }
+
+    /// The next `n` response lines.
+    pub fn responses(&mut self, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.next_line()).collect()
+    }
+
+    /// What the binary has written on stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits (bounded by `limit`) until stderr holds `needle`.
+    pub fn wait_for_stderr(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.stderr().contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?} on stderr within {limit:?}:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Closes stdin, waits (bounded) for a successful exit; returns stderr.
+    pub fn finish(mut self) -> String {
+        self.stdin.take();
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("the binary did not exit within {RESPONSE_TIMEOUT:?}; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stderr = self.stderr();
+        super::assert_no_secret("the binary's stderr", &stderr);
+        assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+        stderr
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// RFC 3339 (as credential endpoints write expiries).
+pub fn rfc3339(t: SystemTime) -> String {
+    gocacheprog_s3::clock::Civil::from_system_time(t).rfc3339()
 }

@@ -1,6 +1,33 @@
-// Shared helpers for the integration tests (`mod common;`). Not every test
-// binary uses every helper.
-#![allow(dead_code)]
+//! Shared helpers for the integration tests: go sandboxes and the binary under test
+//! (`go`), real S3-compatible servers (`servers`), and a fault-injecting proxy between
+//! them (`faultproxy`, also the `faultproxy` dev binary of scripts/bench.sh).
 
+pub mod connect_proxy;
+pub mod faultproxy;
 pub mod go;
+pub mod remote;
 pub mod servers;
+pub mod standin;
+pub mod tls;
+
+use std::sync::Mutex;
+
+/// Every secret the suite has handed out (store secret keys, session tokens, wrong
+/// secrets on purpose): no output of the binary may ever contain one.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Registers a secret that must never appear in any output.
+pub fn secret(value: &str) -> String {
+    if !value.is_empty() {
+        SECRETS.lock().unwrap_or_else(|p| p.into_inner()).push(value.to_string());
+    }
+    value.to_string()
+}
+
+/// Panics if `output` (what the binary or go printed) holds a registered secret.
+pub fn assert_no_secret(what: &str, output: &str) {
+    let secrets = SECRETS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for s in secrets {
+        assert!(!output.contains(&s), "a secret ({}…) reached {what}:\n{output}", &s[..s.len().min(4)]);
+    }
+}

@@ -18,6 +18,8 @@
 //! Set `S3_TEST_KEEP_DIRS=1` to keep the temp dirs (config, data, log) for
 //! post-mortem debugging.
 
+use gocacheprog_s3::s3::client::Bounds;
+use gocacheprog_s3::s3::sigv4::EMPTY_SHA256;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -46,6 +48,8 @@ pub struct S3Server {
     pub secret_key: String,
     /// An existing bucket, empty at start.
     pub bucket: String,
+    /// moto: a role anyone may assume (AssumeRole, web identity) that may use S3.
+    pub role_arn: String,
     port: u16,
     dir: PathBuf,
     log_path: PathBuf,
@@ -63,26 +67,7 @@ impl S3Server {
         for attempt in 1..=BIND_ATTEMPTS {
             let mut s = S3Server::prepare("garage", "garage", &access_key, &secret_key, BUCKET);
             let (rpc_port, admin_port) = (free_port(), free_port());
-            let config = format!(
-                r#"metadata_dir = "{dir}/meta"
-data_dir = "{dir}/data"
-db_engine = "sqlite"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:{rpc_port}"
-rpc_public_addr = "127.0.0.1:{rpc_port}"
-rpc_secret = "{rpc_secret}"
-
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:{s3_port}"
-
-[admin]
-api_bind_addr = "127.0.0.1:{admin_port}"
-"#,
-                dir = s.dir.display(),
-                rpc_secret = random_hex(32),
-                s3_port = s.port,
-            );
+            let config = garage_config(&s.dir, 1, rpc_port, s.port, admin_port, &random_hex(32));
             let config_path = s.dir.join("garage.toml");
             fs::write(&config_path, config).expect("write garage.toml");
             let mut cmd = Command::new(&bin);
@@ -132,6 +117,72 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             match s.wait_http(&format!("/{BUCKET}")) {
                 Ok(()) => return s,
                 Err(e) => s.retry_or_panic(attempt, &e),
+            }
+        }
+        unreachable!()
+    }
+
+    /// SeaweedFS 4.53 (`weed server`: master, volume, filer and S3 gateway in one
+    /// process), every port chosen here and its telemetry off; the key comes from an
+    /// identities file, the bucket is created through S3 once the gateway can store.
+    pub fn seaweedfs() -> S3Server {
+        let bin = find_bin("weed");
+        let access_key = format!("AKWEED{}", random_hex(6).to_uppercase());
+        let secret_key = random_hex(20);
+        for attempt in 1..=BIND_ATTEMPTS {
+            let mut s = S3Server::prepare("seaweedfs", "us-east-1", &access_key, &secret_key, BUCKET);
+            let identities = serde_json::json!({"identities": [{
+                "name": "tests",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }]});
+            let config = s.dir.join("s3.json");
+            fs::write(&config, identities.to_string()).expect("write s3.json");
+            fs::create_dir_all(s.dir.join("data")).expect("create the seaweedfs data dir");
+            let port = |name: &str| format!("-{name}={}", free_port());
+            let mut cmd = Command::new(&bin);
+            cmd.args(["server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+                .arg(format!("-dir={}", s.dir.join("data").display()))
+                .args([port("master.port"), port("master.port.grpc"), port("volume.port"), port("volume.port.grpc")])
+                .args(["-filer".to_string(), port("filer.port"), port("filer.port.grpc")])
+                .args(["-s3".to_string(), format!("-s3.port={}", s.port), port("s3.port.grpc")])
+                .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+                .arg(format!("-s3.config={}", config.display()))
+                // Never report to telemetry.seaweedfs.com (and never try: loopback only).
+                .args(["-master.telemetry=false", "-master.telemetry.url=http://127.0.0.1:9/"])
+                .args(["-volume.max=20", "-master.volumeSizeLimitMB=64"]);
+            s.spawn(cmd);
+            if let Err(e) = s.wait_http(&format!("/{BUCKET}")) {
+                s.retry_or_panic(attempt, &e);
+                continue;
+            }
+            // The gateway answers before it can store (the filer's lock ring comes up some
+            // seconds later, and a PUT before that hangs): ready once the bucket exists and
+            // a small PUT succeeds within a short bound.
+            let deadline = Instant::now() + START_TIMEOUT;
+            let mut bucket_made = false;
+            loop {
+                let why = if bucket_made {
+                    match s.client().put_object(
+                        "_ready",
+                        &mut &b""[..],
+                        0,
+                        EMPTY_SHA256,
+                        &[],
+                        Bounds::within(Duration::from_secs(2)),
+                    ) {
+                        Ok(()) => return s,
+                        Err(e) => e.to_string(),
+                    }
+                } else {
+                    let out = s.s3check(&["create-bucket"]);
+                    bucket_made = out.status.success();
+                    String::from_utf8_lossy(&out.stderr).into_owned()
+                };
+                if Instant::now() >= deadline {
+                    panic!("seaweedfs never became ready to store: {why}\n--- seaweedfs log ---\n{}", s.log());
+                }
+                std::thread::sleep(Duration::from_millis(300));
             }
         }
         unreachable!()
@@ -190,7 +241,8 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             let v: serde_json::Value = serde_json::from_slice(&out.stdout)
                 .unwrap_or_else(|e| panic!("moto_init.py printed no JSON ({e}): {stderr}"));
             s.access_key = v["access_key"].as_str().expect("access_key").to_string();
-            s.secret_key = v["secret_key"].as_str().expect("secret_key").to_string();
+            s.secret_key = super::secret(v["secret_key"].as_str().expect("secret_key"));
+            s.role_arn = v["role_arn"].as_str().expect("role_arn").to_string();
             return s;
         }
         unreachable!()
@@ -204,6 +256,36 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             ("AWS_REGION".into(), self.region.clone()),
             ("AWS_ENDPOINT_URL_S3".into(), self.endpoint.clone()),
         ]
+    }
+
+    /// This project's S3 client for the server's bucket, signing with its key.
+    pub fn client(&self) -> gocacheprog_s3::s3::client::Client {
+        self.client_with(&self.region, &self.secret_key)
+    }
+
+    /// The client with another region or secret (to provoke the store's refusals).
+    pub fn client_with(&self, region: &str, secret: &str) -> gocacheprog_s3::s3::client::Client {
+        use gocacheprog_s3::s3::client::{Client, ClientConfig};
+        use gocacheprog_s3::s3::credentials::{CredentialSource, Credentials};
+        use gocacheprog_s3::s3::endpoint::{Addressing, Endpoint};
+        Client::new(ClientConfig {
+            endpoint: Endpoint::parse(&self.endpoint).expect("harness endpoint parses"),
+            addressing: Addressing::Path,
+            bucket: self.bucket.clone(),
+            region: region.to_string(),
+            credentials: Some(CredentialSource::fixed(Credentials {
+                access_key_id: self.access_key.clone(),
+                secret_access_key: secret.to_string(),
+                session_token: None,
+            })),
+            timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(3),
+            stall_timeout: Duration::from_secs(10),
+            pool_size: 4,
+            ca_certificates: None,
+            proxy: None,
+            upload_headers: Vec::new(),
+        })
     }
 
     /// Kill the server now (SIGKILL, no graceful shutdown) and reap it. The
@@ -282,6 +364,7 @@ api_bind_addr = "127.0.0.1:{admin_port}"
     // ---- internals ----
 
     fn prepare(kind: &'static str, region: &str, ak: &str, sk: &str, bucket: &str) -> S3Server {
+        super::secret(sk);
         let dir = unique_temp_dir(kind);
         let port = free_port();
         S3Server {
@@ -291,6 +374,7 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             access_key: ak.into(),
             secret_key: sk.into(),
             bucket: bucket.into(),
+            role_arn: String::new(),
             port,
             log_path: dir.join("server.log"),
             dir,
@@ -348,7 +432,7 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             return;
         }
         panic!(
-            "{} did not start on {} ({e:?}, attempt {attempt})\n--- {} log ---\n{log}",
+            "{} did not start on {} ({e}, attempt {attempt})\n--- {} log ---\n{log}",
             self.kind, self.endpoint, self.kind
         );
     }
@@ -369,6 +453,26 @@ impl Drop for S3Server {
 enum StartError {
     Exited(String),
     Timeout(Duration),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Exited(status) => write!(f, "it exited: {status}"),
+            StartError::Timeout(waited) => write!(f, "not ready after {waited:?}"),
+        }
+    }
+}
+
+/// A Garage configuration from the template the demo and benchmark scripts use too.
+fn garage_config(dir: &Path, replication: u32, rpc_port: u16, s3_port: u16, admin_port: u16, secret: &str) -> String {
+    include_str!("../../scripts/lib/garage.toml.in")
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@REPLICATION@", &replication.to_string())
+        .replace("@RPC_PORT@", &rpc_port.to_string())
+        .replace("@S3_PORT@", &s3_port.to_string())
+        .replace("@ADMIN_PORT@", &admin_port.to_string())
+        .replace("@RPC_SECRET@", secret)
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0). Racy by nature; the
@@ -442,7 +546,10 @@ fn find_bin(name: &str) -> PathBuf {
         dirs.push(PathBuf::from(h).join("bin"));
     }
     if let Some(h) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(h).join(".cargo/bin"));
+        dirs.push(PathBuf::from(&h).join(".cargo/bin"));
+        // Where scripts/install-test-deps.sh builds SeaweedFS's `weed`.
+        let cache = std::env::var_os("XDG_CACHE_HOME").map_or(PathBuf::from(&h).join(".cache"), PathBuf::from);
+        dirs.push(cache.join("gocacheprog-s3/weed-bin"));
     }
     dirs.into_iter()
         .map(|d| d.join(name))
@@ -459,7 +566,10 @@ fn tools_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools")
 }
 
-fn unique_temp_dir(kind: &str) -> PathBuf {
+/// A new directory `gocacheprog-s3-test-<kind>-<pid>-<n>-<nanos>` under the temp dir; the
+/// first call sweeps those of test processes that are gone. Every test directory comes
+/// from here.
+pub fn unique_temp_dir(kind: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     static SWEEP: std::sync::Once = std::sync::Once::new();
     SWEEP.call_once(sweep_stale_temp_dirs);
@@ -529,3 +639,128 @@ fn die_with_parent(cmd: &mut Command) {
 
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_cmd: &mut Command) {}
+
+/// `name` on $PATH, if it is there.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
+}
+
+/// A 3-node Garage cluster on 127.0.0.1 with replication factor 3: `node(0)` serves the
+/// S3 API the tests use; the others can be stopped while it serves (writes and reads need
+/// 2 of the 3 copies). Built with garage's own CLI: connect, layout, key, bucket.
+pub struct GarageCluster {
+    nodes: Vec<S3Server>,
+}
+
+impl GarageCluster {
+    /// Starts and configures the cluster; panics with the nodes' logs if it cannot.
+    pub fn start() -> GarageCluster {
+        let bin = find_bin("garage");
+        let access_key = format!("GK{}", random_hex(12));
+        let secret_key = random_hex(32);
+        let rpc_secret = random_hex(32);
+        let mut nodes = Vec::new();
+        for n in 0..3 {
+            let mut s = S3Server::prepare("garage", "garage", &access_key, &secret_key, BUCKET);
+            let (rpc_port, admin_port) = (free_port(), free_port());
+            let config = garage_config(&s.dir, 3, rpc_port, s.port, admin_port, &rpc_secret);
+            let config_path = s.dir.join("garage.toml");
+            fs::write(&config_path, config).expect("write garage.toml");
+            let mut cmd = Command::new(&bin);
+            cmd.arg("-c").arg(&config_path).arg("server").env("RUST_LOG", "garage=info");
+            s.spawn(cmd);
+            s.kind = if n == 0 { "garage-cluster" } else { "garage-node" };
+            nodes.push(s);
+        }
+        let cluster = GarageCluster { nodes };
+        cluster.configure(&bin);
+        cluster
+    }
+
+    fn cli(&self, bin: &Path, args: &[&str]) -> String {
+        let config = self.nodes[0].dir.join("garage.toml");
+        garage_cli(bin, &config, args, &|| self.nodes.iter().map(S3Server::log).collect::<Vec<_>>().join("\n---\n"))
+    }
+
+    fn node_id(&self, bin: &Path, n: usize) -> String {
+        let config = self.nodes[n].dir.join("garage.toml");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let out = Command::new(bin).arg("-c").arg(&config).args(["node", "id", "-q"]).stdin(Stdio::null()).output();
+            if let Some(out) = out.as_ref().ok().filter(|o| o.status.success()) {
+                return String::from_utf8_lossy(&out.stdout).trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "garage node id of node {n}: {out:?}\n{}", self.nodes[n].log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn configure(&self, bin: &Path) {
+        let ids: Vec<String> = (0..3).map(|n| self.node_id(bin, n)).collect();
+        for id in &ids[1..] {
+            self.cli(bin, &["node", "connect", id]);
+        }
+        for id in &ids {
+            let short = id.split('@').next().unwrap_or(id);
+            self.cli(bin, &["layout", "assign", "-z", "dc1", "-c", "1G", short]);
+        }
+        self.cli(bin, &["layout", "apply", "--version", "1"]);
+        let s = &self.nodes[0];
+        self.cli(bin, &["key", "import", "--yes", "-n", "tests", &s.access_key, &s.secret_key]);
+        self.cli(bin, &["bucket", "create", &s.bucket]);
+        self.cli(bin, &["bucket", "allow", "--read", "--write", "--owner", &s.bucket, "--key", &s.access_key]);
+        // Ready when a signed request would work: the S3 port answers at all.
+        let deadline = Instant::now() + START_TIMEOUT;
+        while http_status(s.port, &format!("/{}", s.bucket)).is_none() {
+            assert!(Instant::now() < deadline, "the cluster's S3 API never answered:\n{}", s.log());
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The node whose S3 API the tests use.
+    pub fn s3(&self) -> &S3Server {
+        &self.nodes[0]
+    }
+
+    /// Kills node `n` (1 or 2) at once.
+    pub fn stop(&mut self, n: usize) {
+        assert!(n > 0, "node 0 serves the S3 API");
+        self.nodes[n].stop();
+    }
+}
+
+/// Runs garage's CLI against the node configured in `config`, trying again while the
+/// node is still starting; its stdout.
+fn garage_cli(bin: &Path, config: &Path, args: &[&str], logs: &dyn Fn() -> String) -> String {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let out = Command::new(bin).arg("-c").arg(config).args(args).stdin(Stdio::null()).output().expect("run garage");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if Instant::now() >= deadline {
+            panic!("garage {args:?} failed: {}\n--- logs ---\n{}", String::from_utf8_lossy(&out.stderr), logs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl S3Server {
+    /// A second key on this Garage server, allowed `permissions` on the bucket
+    /// (`"--read"`, `"--write"`; none: it may do nothing): (access key, secret key).
+    pub fn garage_key(&self, name: &str, permissions: &[&str]) -> (String, String) {
+        assert_eq!(self.kind, "garage", "garage_key needs a Garage server");
+        let bin = find_bin("garage");
+        let config = self.dir.join("garage.toml");
+        let (access_key, secret_key) = (format!("GK{}", random_hex(12)), random_hex(32));
+        garage_cli(&bin, &config, &["key", "import", "--yes", "-n", name, &access_key, &secret_key], &|| self.log());
+        if !permissions.is_empty() {
+            let mut args = vec!["bucket", "allow"];
+            args.extend_from_slice(permissions);
+            args.extend_from_slice(&[&self.bucket, "--key", &access_key]);
+            garage_cli(&bin, &config, &args, &|| self.log());
+        }
+        super::secret(&secret_key);
+        (access_key, secret_key)
+    }
+}

@@ -3,11 +3,13 @@
 
 The first 3 actions moto receives are not authenticated; every later request has
 its SigV4 signature rebuilt and checked, and is authorised against IAM policies.
-We spend the 3 free actions on IAM: CreateUser, PutUserPolicy (allow s3:*),
-CreateAccessKey. Then, signed with the new key: CreateBucket. Finally we check
-that a request signed with a WRONG secret is rejected; if not, exit 3.
+We spend the 3 free actions on IAM: CreateUser, PutUserPolicy (allow s3:*, iam:*,
+sts:*), CreateAccessKey. Then, signed with the new key: CreateBucket, and a role
+"cache-role" (anyone may assume it, by AssumeRole or with a web identity; allowed
+s3:*) for the credential-chain tests. Finally we check that a request signed with a
+WRONG secret is rejected; if not, exit 3.
 
-Prints one JSON line {"access_key": ..., "secret_key": ...} on success.
+Prints one JSON line {"access_key": ..., "secret_key": ..., "role_arn": ...} on success.
 Usage: moto_init.py --endpoint URL --bucket NAME
 """
 import argparse
@@ -46,7 +48,7 @@ iam.put_user_policy(  # free action 2
     PolicyDocument=json.dumps(
         {
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*", "sts:*"], "Resource": "*"}],
         }
     ),
 )
@@ -63,6 +65,25 @@ s3 = boto3.client(
 )
 s3.create_bucket(Bucket=a.bucket)  # signed, checked
 s3.head_bucket(Bucket=a.bucket)
+
+signed_iam = boto3.client(
+    "iam", endpoint_url=a.endpoint, region_name=a.region, aws_access_key_id=ak, aws_secret_access_key=sk, config=cfg
+)
+trust = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"},
+        {"Effect": "Allow", "Principal": {"Federated": "*"}, "Action": "sts:AssumeRoleWithWebIdentity"},
+    ],
+}
+role_arn = signed_iam.create_role(RoleName="cache-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+signed_iam.put_role_policy(
+    RoleName="cache-role",
+    PolicyName="s3all",
+    PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    ),
+)
 
 bad = boto3.client(
     "s3",
@@ -85,4 +106,4 @@ else:
           "signature checking is off", file=sys.stderr)
     sys.exit(3)
 
-print(json.dumps({"access_key": ak, "secret_key": sk, "wrong_secret_code": code}))
+print(json.dumps({"access_key": ak, "secret_key": sk, "role_arn": role_arn, "wrong_secret_code": code}))

@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
-"""Start `moto.server` with one fix to its SigV4 check (same arguments as
+"""Start `moto.server` with two fixes to its SigV4 check (same arguments as
 `python3 -m moto.server`).
+
+1. STS `AssumeRoleWithWebIdentity` (and `AssumeRoleWithSAML`) are unsigned in AWS: the
+   token is the proof. With authentication on, moto still looks for an Authorization
+   header and fails with a 500 (KeyError HTTP_AUTHORIZATION), for boto3 as for anyone.
+   The fix lets those two actions through unauthenticated, as AWS does.
+
+2. The URL the signature is checked against:
 
 With INITIAL_NO_AUTH_ACTION_COUNT set, moto re-signs each request with
 botocore, but from the URL werkzeug reconstructs from the *decoded* WSGI
@@ -35,7 +42,15 @@ def _canonical_target(raw: str) -> str:
 _orig = authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action
 
 
+_UNSIGNED_ACTIONS = ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML")
+
+
 def _patched(self, iam_request_cls, resource="*"):
+    try:
+        if self._get_action() in _UNSIGNED_ACTIONS:
+            return None
+    except Exception:  # not a query-protocol request: go on as usual
+        pass
     raw = None
     try:
         import flask

@@ -5,11 +5,15 @@ gocacheprog-s3 wrote, and to plant objects.
 usage: s3check.py --endpoint URL --region R --bucket B
                   [--access-key AK --secret-key SK]   (default: $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY)
                   list [--prefix P]                   one JSON object per line:
-                                                      {"key","size","sha256","metadata"}
+                                                      {"key","size","sha256","metadata"}, and for
+                                                      keys ending in .lz4 "decoded_sha256": the
+                                                      SHA-256 of the body decoded as an LZ4 frame
+                                                      (python's lz4 package, not our decoder)
                 | put --key K --file F [--meta k=v ...]
                 | get --key K --out F
                 | delete --key K
-                | head --key K                        one JSON object {"key","size","metadata"}
+                | create-bucket                       create the bucket (for stores without a CLI for it)
+                | head --key K                        one JSON object {"key","size","metadata","sse","sse_kms_key_id"}
 
 Path-style addressing; the 2025 "flexible checksum" behaviour of botocore is
 switched off (request/response checksums only when required) because
@@ -56,6 +60,8 @@ def parse_args():
 
     s = sub.add_parser("delete")
     s.add_argument("--key", required=True)
+
+    sub.add_parser("create-bucket")
 
     s = sub.add_parser("head")
     s.add_argument("--key", required=True)
@@ -105,18 +111,18 @@ def cmd_list(s3, a):
         for obj in resp.get("Contents", []):
             got = s3.get_object(Bucket=a.bucket, Key=obj["Key"])
             body = got["Body"].read()
-            print(
-                json.dumps(
-                    {
-                        "key": obj["Key"],
-                        "size": obj["Size"],
-                        "sha256": hashlib.sha256(body).hexdigest(),
-                        "metadata": got.get("Metadata", {}),
-                    },
-                    sort_keys=True,
-                ),
-                flush=True,
-            )
+            found = {
+                "key": obj["Key"],
+                "size": obj["Size"],
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "metadata": got.get("Metadata", {}),
+                "last_modified": obj["LastModified"].timestamp(),
+            }
+            if obj["Key"].endswith(".lz4"):
+                import lz4.frame
+
+                found["decoded_sha256"] = hashlib.sha256(lz4.frame.decompress(body)).hexdigest()
+            print(json.dumps(found, sort_keys=True), flush=True)
         if not resp.get("IsTruncated"):
             break
         kwargs["ContinuationToken"] = resp["NextContinuationToken"]
@@ -145,16 +151,23 @@ def cmd_delete(s3, a):
     s3.delete_object(Bucket=a.bucket, Key=a.key)
 
 
+def cmd_create_bucket(s3, a):
+    s3.create_bucket(Bucket=a.bucket)
+
+
 def cmd_head(s3, a):
     got = s3.head_object(Bucket=a.bucket, Key=a.key)
-    print(json.dumps({"key": a.key, "size": got["ContentLength"], "metadata": got.get("Metadata", {})}, sort_keys=True))
+    print(json.dumps({"key": a.key, "size": got["ContentLength"], "metadata": got.get("Metadata", {}),
+                      "sse": got.get("ServerSideEncryption"), "sse_kms_key_id": got.get("SSEKMSKeyId")},
+                     sort_keys=True))
 
 
 def main():
     a = parse_args()
     s3 = client(a)
     try:
-        {"list": cmd_list, "put": cmd_put, "get": cmd_get, "delete": cmd_delete, "head": cmd_head}[a.cmd](s3, a)
+        {"list": cmd_list, "put": cmd_put, "get": cmd_get, "delete": cmd_delete, "head": cmd_head,
+         "create-bucket": cmd_create_bucket}[a.cmd](s3, a)
     except ClientError as e:
         err = e.response.get("Error", {})
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

@@ -5,11 +5,14 @@
 //! every file appears under its final name only by `rename` of a complete temporary file,
 //! and output files are content-addressed: an existing one is reused, never rewritten.
 
+pub mod trim;
+
 use crate::entry::{self, Entry};
 use crate::id::Id;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -17,8 +20,22 @@ use std::time::{Duration, SystemTime};
 /// go bumps mtimes at most this often; so do we (cache.go `mtimeInterval`).
 const MTIME_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Name of the folder, inside the cache directory, for files being written.
+/// Files and folders this program creates are its user's alone (go itself creates its own
+/// with the umask's permissions; a cache shared between users is not a case go supports).
+const FILE_MODE: u32 = 0o600;
+const DIR_MODE: u32 = 0o700;
+
+/// `fs::create_dir_all` with [`DIR_MODE`] for what it creates.
+fn make_dirs(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path)
+}
+
+/// Name of the folder, inside the cache directory, for files being written that belong
+/// to no `<xx>` folder (compressed uploads).
 const TMP_DIR: &str = "gocacheprog-tmp";
+
+/// How temporary files in the `<xx>` folders start (see [`LocalTier::temp_file_near`]).
+pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// Temporary files older than this were left by a killed process.
 const STALE_TEMP: Duration = Duration::from_secs(86_400);
@@ -60,6 +77,9 @@ pub struct Hit {
 pub struct LocalTier {
     dir: PathBuf,
     tmp: PathBuf,
+    /// Distinguishes this process's temporary names from those of a dead process that had
+    /// the same PID (containers start at PID 1 every run).
+    nonce: u64,
     counter: AtomicU64,
 }
 
@@ -67,8 +87,8 @@ impl LocalTier {
     /// Opens (creating if needed) the cache directory. `dir` must be absolute.
     pub fn open(dir: &Path) -> Result<LocalTier, LocalError> {
         let tmp = dir.join(TMP_DIR);
-        fs::create_dir_all(&tmp).map_err(fail("create the cache directory", &tmp))?;
-        Ok(LocalTier { dir: dir.to_path_buf(), tmp, counter: AtomicU64::new(0) })
+        make_dirs(&tmp).map_err(fail("create the cache directory", &tmp))?;
+        Ok(LocalTier { dir: dir.to_path_buf(), tmp, nonce: crate::random::nonce(), counter: AtomicU64::new(0) })
     }
 
     /// Removes temporary files older than a day: what killed processes left behind
@@ -90,6 +110,32 @@ impl LocalTier {
         removed
     }
 
+    /// Trims the tier if no trim (ours or go's) ran in the last day; the day's trim is
+    /// claimed in `trim.txt` first, so concurrent sessions do not repeat it.
+    pub fn trim_if_due(&self, policy: trim::Policy) -> Option<trim::Report> {
+        let now = SystemTime::now();
+        if !trim::due(&self.dir, now) {
+            return None;
+        }
+        if let Err(e) = trim::mark(&self.dir, now) {
+            log!(1, "not trimming the local tier: cannot write {}: {e}", self.dir.join("trim.txt").display());
+            return None;
+        }
+        let report = trim::trim(&self.dir, policy, now, false);
+        log!(
+            2,
+            "trimmed the local tier: removed {} files ({} bytes), kept {} ({} bytes)",
+            report.removed_files,
+            report.removed_bytes,
+            report.kept_files,
+            report.kept_bytes
+        );
+        if let Some(e) = &report.first_error {
+            log!(1, "trimming the local tier: {} files could not be removed; the first: {e}", report.failed);
+        }
+        Some(report)
+    }
+
     /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -106,24 +152,31 @@ impl LocalTier {
         self.dir.join(&hex[..2]).join(format!("{hex}-d"))
     }
 
-    /// Looks an action up. A missing, damaged or inconsistent entry is a miss; only an
-    /// I/O failure other than "not found" is an error.
+    /// Looks an action up. A missing, damaged or inconsistent entry is a miss (as in go's
+    /// own cache: garbage, a directory in place of a file, a truncated line); only an I/O
+    /// failure other than "not found" is an error, and the caller treats it as a miss too.
     pub fn get(&self, action: &Id) -> Result<Option<Hit>, LocalError> {
         let action_path = self.action_path(action);
         let mut file = match File::open(&action_path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // NotADirectory: a file stands where the <xx> folder should be (damage).
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(None),
             Err(e) => return Err(fail("open", &action_path)(e)),
         };
         let mut line = [0u8; entry::LINE_LEN + 1];
-        let n = read_up_to(&mut file, &mut line).map_err(fail("read", &action_path))?;
+        let n = match read_up_to(&mut file, &mut line) {
+            Ok(n) => n,
+            // A directory where the entry file should be: damaged, so a miss.
+            Err(_) if file.metadata().is_ok_and(|m| !m.is_file()) => return Ok(None),
+            Err(e) => return Err(fail("read", &action_path)(e)),
+        };
         let Ok(entry) = entry::parse(action, &line[..n]) else {
             return Ok(None);
         };
         let path = self.output_path(&entry.output_id);
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(None),
             Err(e) => return Err(fail("inspect", &path)(e)),
         };
         if !meta.is_file() || meta.len() != entry.size {
@@ -140,13 +193,41 @@ impl LocalTier {
         Ok(Some(Hit { entry, path }))
     }
 
-    /// A new temporary file in the cache directory, removed unless stored.
+    /// A new temporary file in the cache directory, removed unless stored. Names are created
+    /// exclusively: a name left behind by a dead process is skipped, never reused.
     pub fn temp_file(&self) -> Result<TempFile, LocalError> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.tmp.join(format!("{}-{n}", std::process::id()));
-        let file =
-            File::options().write(true).create_new(true).open(&path).map_err(fail("create temporary file", &path))?;
-        Ok(TempFile { path, file: Some(file), stored: false })
+        self.create_temp(&self.tmp, "")
+    }
+
+    /// A new temporary file in the `<xx>` folder of `id` (`.tmp-<pid>-<nonce>-<n>`, a name
+    /// neither go nor the trim takes for an entry), for a file that ends up in that folder
+    /// or near it. Spreading temporary files over the 256 folders keeps parallel writers
+    /// off one directory's lock, and a rename within a folder off the file system's
+    /// cross-directory rename lock: with one temporary folder, 64 downloads spent most of
+    /// their time waiting on those locks.
+    pub fn temp_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
+        self.create_temp(&self.dir.join(&id.hex()[..2]), TEMP_PREFIX)
+    }
+
+    /// `<folder>/<prefix><pid>-<nonce>-<n>`, created exclusively; a missing folder (go
+    /// clean -cache removed it) or a file in its place (damage) is made right first.
+    fn create_temp(&self, folder: &Path, prefix: &str) -> Result<TempFile, LocalError> {
+        let mut attempt = 0;
+        loop {
+            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            let path = folder.join(format!("{prefix}{}-{:x}-{n}", std::process::id(), self.nonce));
+            match File::options().write(true).create_new(true).mode(FILE_MODE).open(&path) {
+                Ok(file) => return Ok(TempFile { path, file: Some(file), stored: false }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) && attempt < 100 =>
+                {
+                    attempt += 1;
+                    make_folder(folder)?;
+                }
+                Err(e) => return Err(fail("create temporary file", &path)(e)),
+            }
+        }
     }
 
     /// Stores a complete output (already verified against `entry`) and its entry; returns
@@ -156,12 +237,18 @@ impl LocalTier {
         body.file.take(); // closed before the rename
         let reuse = fs::metadata(&out_path).is_ok_and(|m| m.is_file() && m.len() == entry.size);
         if !reuse {
-            rename_into_place(&body.path, &out_path)?;
-            body.stored = true;
+            if body.path.parent() == out_path.parent() {
+                rename_into_place(&body.path, &out_path)?;
+                body.stored = true;
+            } else {
+                // Another folder: a hard link takes only the target folder's lock (a rename
+                // across folders takes the file system's); the temporary name goes on drop.
+                link_into_place(&body.path, &out_path)?;
+            }
         }
         drop(body);
 
-        let mut entry_file = self.temp_file()?;
+        let mut entry_file = self.temp_file_near(action)?;
         let line = entry::format(action, entry);
         entry_file.write_all(line.as_bytes()).map_err(fail("write", &entry_file.path))?;
         let action_path = self.action_path(action);
@@ -173,18 +260,42 @@ impl LocalTier {
     }
 }
 
+/// Puts `from` at `to` as a second name (the caller removes `from`); anything unusual (a
+/// name already there, a missing or damaged folder, a file system without hard links) is
+/// left to [`rename_into_place`], which replaces and repairs.
+fn link_into_place(from: &Path, to: &Path) -> Result<(), LocalError> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(_) => rename_into_place(from, to),
+    }
+}
+
 fn rename_into_place(from: &Path, to: &Path) -> Result<(), LocalError> {
     match fs::rename(from, to) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // The <xx> folder does not exist yet (the temp file itself does).
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            // The <xx> folder does not exist yet (the temp file itself does), or something
+            // that is not a folder stands in its place (a damaged tier).
             if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent).map_err(fail("create", parent))?;
+                make_folder(parent)?;
             }
+            fs::rename(from, to).map_err(fail("rename into", to))
+        }
+        Err(e) if fs::symlink_metadata(to).is_ok_and(|m| m.is_dir()) => {
+            // go never makes folders named like entries or outputs: one there is damage.
+            fs::remove_dir_all(to).map_err(|_| fail("rename into", to)(e))?;
             fs::rename(from, to).map_err(fail("rename into", to))
         }
         Err(e) => Err(fail("rename into", to)(e)),
     }
+}
+
+/// Makes `folder` (a file standing in its place is damage, and goes first).
+fn make_folder(folder: &Path) -> Result<(), LocalError> {
+    if fs::symlink_metadata(folder).is_ok_and(|m| !m.is_dir()) {
+        fs::remove_file(folder).map_err(fail("remove the damaged", folder))?;
+    }
+    make_dirs(folder).map_err(fail("create", folder))
 }
 
 fn is_stale(mtime: Option<SystemTime>, now: SystemTime) -> bool {
@@ -202,6 +313,39 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Writes through to `inner` while hashing and counting, so a body is read exactly once
+/// and its output ID is known when it ends.
+pub struct Hashing<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Hashing { inner, hasher: sha2::Digest::new(), len: 0 }
+    }
+
+    /// The writer, the SHA-256 of everything written (an output ID) and its length.
+    pub fn finish(self) -> (W, Id, u64) {
+        (self.inner, Id(sha2::Digest::finalize(self.hasher).into()), self.len)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A file being written in the cache's temporary folder; deleted on drop unless stored.
@@ -282,6 +426,17 @@ mod tests {
     }
 
     #[test]
+    fn what_we_create_is_our_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let (tier, dir) = tier();
+        let (_, path) = put(&tier, &Id([13; 32]), b"private", 1);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, FILE_MODE);
+        assert_eq!(fs::metadata(tier.action_path(&Id([13; 32]))).unwrap().permissions().mode() & 0o777, FILE_MODE);
+        assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, DIR_MODE);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn empty_outputs_are_stored() {
         let (tier, dir) = tier();
         let action = Id([1; 32]);
@@ -322,6 +477,53 @@ mod tests {
         let (_, p3) = put(&tier, &action3, b"xyz", 1);
         fs::remove_file(p3).unwrap();
         assert_eq!(tier.get(&action3).unwrap(), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn temporary_names_left_by_a_dead_process_with_our_pid_are_skipped() {
+        let (tier, dir) = tier();
+        // What a crashed process with the same PID and the same nonce would have left.
+        for n in 0..5 {
+            fs::write(dir.join(TMP_DIR).join(format!("{}-{:x}-{n}", std::process::id(), tier.nonce)), b"old").unwrap();
+        }
+        let (entry, path) = put(&tier, &Id([9; 32]), b"fresh", 1);
+        assert_eq!(fs::read(&path).unwrap(), b"fresh");
+        assert_eq!(tier.get(&Id([9; 32])).unwrap().unwrap().entry, entry);
+        // The temporary folder removed under us (go clean -cache) is made again.
+        fs::remove_dir_all(dir.join(TMP_DIR)).unwrap();
+        put(&tier, &Id([10; 32]), b"again", 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_tier_gives_misses_and_puts_repair_it() {
+        let (tier, dir) = tier();
+        let action = Id([11; 32]);
+        let body = b"the output";
+        // A directory where the entry file should be: a miss, and a put replaces it.
+        fs::create_dir_all(tier.action_path(&action).join("inner")).unwrap();
+        assert_eq!(tier.get(&action).unwrap(), None);
+        put(&tier, &action, body, 1);
+        assert!(tier.get(&action).unwrap().is_some());
+        // A directory where the output file should be.
+        let action2 = Id([12; 32]);
+        let body2 = b"second output";
+        let out2 = tier.output_path(&Id(Sha256::digest(body2).into()));
+        fs::create_dir_all(&out2).unwrap();
+        let (_, path) = put(&tier, &action2, body2, 1);
+        assert_eq!(fs::read(path).unwrap(), body2);
+        // A file where the <xx> folder should be.
+        let action3 = Id([0xee; 32]);
+        fs::write(dir.join("ee"), b"not a folder").unwrap();
+        assert_eq!(tier.get(&action3).unwrap(), None);
+        put(&tier, &action3, b"third", 1);
+        assert!(tier.get(&action3).unwrap().is_some());
+        // Entry files of every damaged shape are misses.
+        for bad in [&b""[..], b"v1", &[0xffu8; entry::LINE_LEN], &[b'v'; 4 * entry::LINE_LEN]] {
+            fs::write(tier.action_path(&action), bad).unwrap();
+            assert_eq!(tier.get(&action).unwrap(), None);
+        }
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,0 +1,325 @@
+//! The breaker: whether the bucket is still worth asking, kept apart for reads and writes
+//! (a store can fail one and not the other, and a success of one must not hide failures
+//! of the other).
+//!
+//! - `--max-failures` consecutive failures of one kind switch that kind off.
+//! - A store that cannot be reached at all (connections refused, timeouts) switches both off.
+//! - Errors only a configuration change can fix (bad signature or key, missing bucket,
+//!   wrong region, expired token) switch both off at once, for the session.
+//! - Neutral outcomes (a 403 `AccessDenied` that only means "no such key" to a caller
+//!   without ListBucket, a local disk failure) neither count nor reset.
+//! - Half-open: a kind switched off by failures is tried again after `--probe-interval`
+//!   (doubling up to [`MAX_PROBE_INTERVAL`] while it keeps failing): one request goes
+//!   through, and its success switches the kind back on. So a store that comes back is
+//!   used again in a long session.
+//!
+//! One line on stderr says what was switched off, why, and what to change; one more when
+//! it is back.
+
+use crate::s3::error::S3Error;
+use crate::stats::{self, Stats};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The longest wait between two probes of a switched-off bucket.
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A probe that has not reported back after this long (its caller found nothing to ask)
+/// no longer blocks the next one.
+const PROBE_LOST_AFTER: Duration = Duration::from_secs(30);
+
+/// Which side of the bucket an outcome is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Reads,
+    Writes,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive: AtomicU32,
+    off: AtomicBool,
+    probe: Mutex<Probe>,
+}
+
+/// When a switched-off breaker is tried again.
+#[derive(Debug, Default)]
+struct Probe {
+    /// `None`: never (switched off for a configuration error, or probing disabled).
+    next: Option<Instant>,
+    interval: Duration,
+    /// A probe request is out since then.
+    out_since: Option<Instant>,
+}
+
+impl Breaker {
+    fn probe(&self) -> MutexGuard<'_, Probe> {
+        self.probe.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Health of the bucket for this session.
+#[derive(Debug)]
+pub struct Health {
+    reads: Breaker,
+    writes: Breaker,
+    max: u32,
+    /// How long a switched-off kind waits before it is tried again (zero: never).
+    probe_interval: Duration,
+}
+
+impl Health {
+    /// Both directions on; `max` consecutive failures switch one off, which is tried again
+    /// after `probe_interval` (zero: never).
+    pub fn new(max: u32, probe_interval: Duration) -> Health {
+        Health { reads: Breaker::default(), writes: Breaker::default(), max: max.max(1), probe_interval }
+    }
+
+    fn breaker(&self, direction: Direction) -> &Breaker {
+        match direction {
+            Direction::Reads => &self.reads,
+            Direction::Writes => &self.writes,
+        }
+    }
+
+    /// Whether `direction` is switched off. While it is, once per probe interval one
+    /// caller is told "on": its request is the probe.
+    pub fn is_off(&self, direction: Direction) -> bool {
+        let breaker = self.breaker(direction);
+        if !breaker.off.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut probe = breaker.probe();
+        let now = Instant::now();
+        if probe.out_since.is_some_and(|since| now.duration_since(since) < PROBE_LOST_AFTER) {
+            return true;
+        }
+        if probe.next.is_some_and(|next| now >= next) {
+            probe.out_since = Some(now);
+            return false;
+        }
+        true
+    }
+
+    /// Whether `direction` is switched off, granting no probe: for work that must not be
+    /// the probe (retries, background jobs).
+    pub fn is_switched_off(&self, direction: Direction) -> bool {
+        self.breaker(direction).off.load(Ordering::Relaxed)
+    }
+
+    /// Records a success of `direction` (a probe's success switches it back on).
+    pub fn success(&self, direction: Direction) {
+        let breaker = self.breaker(direction);
+        breaker.consecutive.store(0, Ordering::Relaxed);
+        if breaker.off.swap(false, Ordering::Relaxed) {
+            *breaker.probe() = Probe::default();
+            let what = match direction {
+                Direction::Reads => "reading from the bucket",
+                Direction::Writes => "uploading to the bucket",
+            };
+            log!(0, "{what} works again: switched back on");
+        }
+    }
+
+    /// Records a failed request of `direction`.
+    pub fn failure(&self, direction: Direction, error: &S3Error, stats: &Stats) {
+        if is_neutral(error) {
+            return;
+        }
+        let breaker = self.breaker(direction);
+        let count = breaker.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        let fatal = is_configuration_error(error);
+        if breaker.off.load(Ordering::Relaxed) && !fatal {
+            // A probe failed: wait longer before the next.
+            let mut probe = breaker.probe();
+            if probe.out_since.take().is_some() {
+                probe.interval = (probe.interval * 2).min(MAX_PROBE_INTERVAL);
+                probe.next = Some(Instant::now() + probe.interval);
+            }
+            return;
+        }
+        if !fatal && count < self.max {
+            return;
+        }
+        let unreachable = matches!(error, S3Error::Transport { .. });
+        let why = if fatal { "a request failed".to_string() } else { format!("{count} requests in a row failed") };
+        let hint = error.hint().map(|h| format!(" To fix: {h}.")).unwrap_or_default();
+        let retry = if fatal || self.probe_interval.is_zero() {
+            "for this session".to_string()
+        } else {
+            format!("(tried again in {}s)", self.probe_interval.as_secs())
+        };
+        let switched: Vec<Direction> = if fatal || unreachable {
+            [Direction::Reads, Direction::Writes].into_iter().filter(|d| self.switch_off(*d, fatal)).collect()
+        } else {
+            Some(direction).filter(|d| self.switch_off(*d, false)).into_iter().collect()
+        };
+        match switched.as_slice() {
+            [] => {}
+            [_, _] => {
+                stats::inc(&stats.remote_disabled);
+                log!(
+                    0,
+                    "bucket switched off {retry} because {why}: {error}.{hint} The build continues with the local cache only."
+                );
+            }
+            [one] => {
+                stats::inc(&stats.remote_disabled);
+                let (what, other) = match one {
+                    Direction::Reads => ("reading from the bucket", "uploads go on"),
+                    Direction::Writes => ("uploading to the bucket", "reads go on"),
+                };
+                log!(0, "{what} switched off {retry} because {why}: {error}.{hint} The build continues ({other}).");
+            }
+            _ => {}
+        }
+    }
+
+    /// Switches `direction` off; true if it was on. After a configuration error it is
+    /// never probed.
+    fn switch_off(&self, direction: Direction, fatal: bool) -> bool {
+        let breaker = self.breaker(direction);
+        let mut probe = breaker.probe();
+        let was_on = !breaker.off.swap(true, Ordering::Relaxed);
+        probe.out_since = None;
+        if fatal || self.probe_interval.is_zero() {
+            probe.next = None;
+        } else if was_on {
+            probe.interval = self.probe_interval;
+            probe.next = Some(Instant::now() + self.probe_interval);
+        }
+        was_on
+    }
+}
+
+/// A 403 `AccessDenied` on a lookup means "no such key" to a caller without ListBucket; a
+/// failure to write locally says nothing about the bucket.
+fn is_neutral(error: &S3Error) -> bool {
+    error.is_access_denied() || matches!(error, S3Error::Sink { .. })
+}
+
+/// Errors that only a change of configuration can fix: retrying them is pointless.
+pub fn is_configuration_error(error: &S3Error) -> bool {
+    matches!(
+        error.code(),
+        Some(
+            "SignatureDoesNotMatch"
+                | "InvalidAccessKeyId"
+                | "NoSuchBucket"
+                | "AuthorizationHeaderMalformed"
+                | "PermanentRedirect"
+                | "InvalidToken"
+                | "ExpiredToken"
+                | "RequestTimeTooSkewed"
+                | "InvalidBucketName"
+                // MinIO: a session token it does not know.
+                | "InvalidTokenId"
+                // versitygw: an access key it does not know.
+                | "XAdminUserNotFound"
+        )
+    ) || error.status() == Some(301)
+        || matches!(error, S3Error::Credentials { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::xml::ErrorDoc;
+
+    fn status(status: u16, code: &str) -> S3Error {
+        S3Error::Status {
+            op: "GET k".into(),
+            status,
+            doc: Box::new(ErrorDoc { code: Some(code.into()), ..Default::default() }),
+        }
+    }
+
+    #[test]
+    fn reads_and_writes_trip_apart() {
+        let stats = Stats::new();
+        let health = Health::new(3, Duration::ZERO);
+        let slow = status(503, "SlowDown");
+        for _ in 0..10 {
+            health.failure(Direction::Reads, &slow, &stats);
+            // Successful uploads must not hide failing reads.
+            health.success(Direction::Writes);
+        }
+        assert!(health.is_off(Direction::Reads));
+        assert!(!health.is_off(Direction::Writes));
+        assert_eq!(stats.remote_disabled.load(Ordering::Relaxed), 1);
+        health.failure(Direction::Writes, &slow, &stats);
+        health.success(Direction::Writes);
+        health.failure(Direction::Writes, &slow, &stats);
+        health.failure(Direction::Writes, &slow, &stats);
+        assert!(!health.is_off(Direction::Writes), "a success resets the count");
+    }
+
+    #[test]
+    fn unreachable_or_misconfigured_switches_both_off() {
+        let stats = Stats::new();
+        let health = Health::new(3, Duration::ZERO);
+        let refused = S3Error::Transport { op: "GET k".into(), timeout: false, message: "connection refused".into() };
+        for _ in 0..3 {
+            health.failure(Direction::Reads, &refused, &stats);
+        }
+        assert!(health.is_off(Direction::Reads) && health.is_off(Direction::Writes));
+
+        for code in ["InvalidAccessKeyId", "NoSuchBucket", "InvalidTokenId", "XAdminUserNotFound"] {
+            let health = Health::new(3, Duration::ZERO);
+            health.failure(Direction::Reads, &status(404, code), &stats);
+            assert!(health.is_off(Direction::Reads) && health.is_off(Direction::Writes), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_switched_off_store_is_probed_and_switched_back_on() {
+        let stats = Stats::new();
+        let health = Health::new(2, Duration::from_millis(50));
+        let refused = S3Error::Transport { op: "GET k".into(), timeout: false, message: "connection refused".into() };
+        health.failure(Direction::Reads, &refused, &stats);
+        health.failure(Direction::Reads, &refused, &stats);
+        assert!(health.is_off(Direction::Reads) && health.is_off(Direction::Writes));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!health.is_off(Direction::Reads), "the probe goes through");
+        assert!(health.is_off(Direction::Reads), "one probe at a time");
+        // The probe fails: the next one waits twice as long.
+        health.failure(Direction::Reads, &refused, &stats);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(health.is_off(Direction::Reads), "interval doubled");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!health.is_off(Direction::Reads));
+        health.success(Direction::Reads);
+        assert!(!health.is_off(Direction::Reads), "back on");
+        assert!(!health.is_off(Direction::Writes), "writes get a probe of their own");
+        assert!(health.is_off(Direction::Writes), "and stay off until it succeeds");
+        assert_eq!(stats.remote_disabled.load(Ordering::Relaxed), 1);
+
+        // After a configuration error: never probed.
+        let health = Health::new(2, Duration::from_millis(10));
+        let bad_key = S3Error::Status {
+            op: "GET k".into(),
+            status: 403,
+            doc: Box::new(ErrorDoc { code: Some("InvalidAccessKeyId".into()), ..Default::default() }),
+        };
+        health.failure(Direction::Reads, &bad_key, &stats);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(health.is_off(Direction::Reads));
+    }
+
+    #[test]
+    fn access_denied_and_local_failures_neither_count_nor_reset() {
+        let stats = Stats::new();
+        let health = Health::new(2, Duration::ZERO);
+        let slow = status(503, "SlowDown");
+        health.failure(Direction::Reads, &slow, &stats);
+        for _ in 0..10 {
+            health.failure(Direction::Reads, &status(403, "AccessDenied"), &stats);
+            let sink = S3Error::Sink { op: "GET k".into(), source: std::io::Error::other("disk full") };
+            health.failure(Direction::Reads, &sink, &stats);
+        }
+        assert!(!health.is_off(Direction::Reads));
+        health.failure(Direction::Reads, &slow, &stats);
+        assert!(health.is_off(Direction::Reads), "the AccessDenied answers did not reset the count");
+    }
+}

@@ -1,0 +1,265 @@
+//! Misses without a round trip. At the start of a building session the prefix is listed
+//! (16 lanes in parallel, one per first hex digit of the action IDs) into an index of
+//! the actions the bucket has. Once the listing is complete, a get for an action the
+//! index does not hold is answered as a miss at once, instead of after a GET's round trip.
+//!
+//! The index is a snapshot: an object another machine uploads after it was taken is
+//! missed (go compiles it, which costs time, never correctness). Such misses are counted:
+//! the output of a fast-missed action is uploaded create-only, and a store that has it
+//! already refuses (412, where it honours `If-None-Match`). A bucket with more than
+//! `--fast-miss-max-keys` objects, a listing that fails (no `s3:ListBucket` permission,
+//! say) or one not finished yet: no fast misses, every lookup asks the bucket.
+//!
+//! The index also knows which outputs are due for a refresh (dated longer ago than
+//! `--refresh-after`), so that local hits date them anew too (see `refresh`). Local hits
+//! that come before the listing is complete are kept and handed over when it is.
+
+use super::layout::Form;
+use super::{refresh, Core, Direction};
+use crate::id::Id;
+use crate::random::Rng;
+use crate::s3::client::Bounds;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::Instant;
+
+/// Keys per listing page (the S3 maximum).
+const PAGE: u32 = 1000;
+
+/// The actions the bucket has, per form, and those due for a refresh: sorted first 8
+/// bytes of their IDs.
+#[derive(Debug, Default)]
+struct Index {
+    plain: Vec<u64>,
+    lz4: Vec<u64>,
+    due: Vec<u64>,
+}
+
+impl Index {
+    fn form(&self, action: &Id) -> Option<Form> {
+        let key = short(action);
+        if self.lz4.binary_search(&key).is_ok() {
+            Some(Form::Lz4)
+        } else if self.plain.binary_search(&key).is_ok() {
+            Some(Form::Plain)
+        } else {
+            None
+        }
+    }
+}
+
+/// What the bucket has, as far as the listing knows.
+pub struct Listing {
+    /// Set once: the index of the bucket's outputs, or `None` when the listing could not
+    /// be completed.
+    index: OnceLock<Option<Index>>,
+    /// Actions answered as fast misses this session.
+    missed: Mutex<HashSet<Id>>,
+    /// Local hits seen before the listing was complete (`None` once it is).
+    early_hits: Mutex<Option<Vec<Id>>>,
+}
+
+impl Default for Listing {
+    fn default() -> Self {
+        Listing { index: OnceLock::new(), missed: Mutex::default(), early_hits: Mutex::new(Some(Vec::new())) }
+    }
+}
+
+fn short(action: &Id) -> u64 {
+    u64::from_be_bytes(action.0[..8].try_into().unwrap_or_default())
+}
+
+impl Listing {
+    /// True when the listing is complete and says the bucket lacks `action`; the action is
+    /// then remembered as fast-missed.
+    pub fn fast_miss(&self, action: &Id) -> bool {
+        let Some(Some(index)) = self.index.get() else { return false };
+        if index.form(action).is_some() {
+            return false;
+        }
+        super::lock(&self.missed).insert(*action);
+        true
+    }
+
+    /// Whether `action` was answered as a fast miss (its upload then checks first).
+    pub fn was_fast_missed(&self, action: &Id) -> bool {
+        super::lock(&self.missed).contains(action)
+    }
+
+    /// In which form the bucket had `action` when it was listed (the compressed one when
+    /// it had both): `None` when there is no complete listing, `Some(None)` when it had
+    /// neither.
+    pub fn form(&self, action: &Id) -> Option<Option<Form>> {
+        let index = self.index.get()?.as_ref()?;
+        Some(index.form(action))
+    }
+
+    /// Whether the listing is complete and says the bucket's `action` is due for a
+    /// refresh; before that, `action` is kept and handed back by [`Listing::set`].
+    pub fn local_hit_due(&self, action: &Id) -> bool {
+        let mut early = super::lock(&self.early_hits);
+        if let Some(hits) = early.as_mut() {
+            hits.push(*action);
+            return false;
+        }
+        drop(early);
+        self.is_due(action)
+    }
+
+    fn is_due(&self, action: &Id) -> bool {
+        let Some(Some(index)) = self.index.get() else { return false };
+        index.due.binary_search(&short(action)).is_ok()
+    }
+
+    /// There is no listing this session (none wanted, or it could not start).
+    pub fn skip(&self) {
+        self.set(None);
+    }
+
+    /// Publishes the index; returns the local hits seen before it that it says are due.
+    fn set(&self, index: Option<Index>) -> Vec<Id> {
+        let mut early = super::lock(&self.early_hits);
+        let _ = self.index.set(index);
+        let hits = early.take().unwrap_or_default();
+        drop(early);
+        hits.into_iter().filter(|a| self.is_due(a)).collect()
+    }
+}
+
+/// Lists the prefix and publishes the index; runs on its own thread, spawning one per
+/// lane.
+pub fn run(core: &Core, max_keys: usize) {
+    let started = Instant::now();
+    let per_lane = max_keys.div_ceil(16);
+    let lanes: Vec<Result<Vec<Listed>, String>> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..16u8)
+            .map(|digit| {
+                let lane = format!("{:x}", digit);
+                thread::Builder::new()
+                    .name(format!("list-{lane}"))
+                    .spawn_scoped(scope, move || list_lane(core, &lane, per_lane))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(handle) => handle.join().unwrap_or_else(|_| Err("listing thread failed".into())),
+                Err(e) => Err(format!("cannot start a listing thread: {e}")),
+            })
+            .collect()
+    });
+    let mut index = Index::default();
+    for lane in lanes {
+        match lane {
+            Ok(keys) => {
+                for listed in keys {
+                    match listed.form {
+                        Form::Plain => index.plain.push(listed.short),
+                        Form::Lz4 => index.lz4.push(listed.short),
+                    }
+                    if listed.due {
+                        index.due.push(listed.short);
+                    }
+                }
+            }
+            Err(why) => {
+                log!(1, "no fast misses this session: {why}");
+                core.listing.set(None);
+                return;
+            }
+        }
+    }
+    index.plain.sort_unstable();
+    index.lz4.sort_unstable();
+    index.due.sort_unstable();
+    let (plain, lz4, due) = (index.plain.len(), index.lz4.len(), index.due.len());
+    log!(
+        2,
+        "fast misses on: the bucket holds {plain} plain and {lz4} compressed outputs, {due} due for a refresh (listed in {:?})",
+        started.elapsed()
+    );
+    for action in core.listing.set(Some(index)) {
+        core.refresh_listed(action);
+    }
+}
+
+/// One output of the listing.
+struct Listed {
+    short: u64,
+    form: Form,
+    /// Dated longer ago than `--refresh-after`.
+    due: bool,
+}
+
+/// One lane: every key under `<prefix>/<digit>`, at most `limit`.
+fn list_lane(core: &Core, digit: &str, limit: usize) -> Result<Vec<Listed>, String> {
+    let prefix = core.layout.under(digit);
+    let mut found = Vec::new();
+    let mut token: Option<String> = None;
+    let mut rng = Rng::fresh();
+    let keep_going = || !core.health.is_switched_off(Direction::Reads);
+    loop {
+        let deadline = Some(Instant::now() + core.background_timeout);
+        let bounds = Bounds { deadline, ..Bounds::DEFAULT };
+        let page = core
+            .client
+            .retrier
+            .run(deadline, &mut rng, &keep_going, || {
+                core.client.list_objects(&prefix, token.as_deref(), Some(PAGE), bounds)
+            })
+            .map_err(|e| e.to_string())?;
+        let now = core.client.now();
+        found.extend(page.objects.iter().filter_map(|o| {
+            let (action, form) = core.layout.parse_key(&o.key)?;
+            let due = refresh::is_due(o.dated(), core.refresh_after, now);
+            Some(Listed { short: short(&action), form, due })
+        }));
+        if found.len() > limit {
+            return Err(format!("the bucket holds more than --fast-miss-max-keys {} outputs", limit * 16));
+        }
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return Ok(found),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misses_only_from_a_complete_listing() {
+        let listing = Listing::default();
+        let (a, b, c) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
+        assert!(!listing.fast_miss(&a), "no listing yet: ask the bucket");
+        assert_eq!(listing.form(&a), None);
+        listing.set(Some(Index { plain: vec![short(&a), short(&c)], lz4: vec![short(&c)], due: vec![] }));
+        assert!(!listing.fast_miss(&a));
+        assert!(listing.fast_miss(&b));
+        assert!(listing.was_fast_missed(&b) && !listing.was_fast_missed(&a));
+        assert_eq!(listing.form(&a), Some(Some(Form::Plain)));
+        assert_eq!(listing.form(&b), Some(None));
+        assert_eq!(listing.form(&c), Some(Some(Form::Lz4)), "compressed first");
+        let failed = Listing::default();
+        failed.set(None);
+        assert!(!failed.fast_miss(&b));
+    }
+
+    #[test]
+    fn local_hits_before_the_listing_are_handed_over_when_due() {
+        let listing = Listing::default();
+        let (a, b, c) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
+        assert!(!listing.local_hit_due(&a), "no listing yet: kept for later");
+        assert!(!listing.local_hit_due(&b));
+        let index =
+            Index { plain: vec![short(&a), short(&b), short(&c)], lz4: vec![], due: vec![short(&a), short(&c)] };
+        assert_eq!(listing.set(Some(index)), vec![a], "the early hits that are due");
+        assert!(listing.local_hit_due(&c) && !listing.local_hit_due(&b));
+        let failed = Listing::default();
+        assert!(!failed.local_hit_due(&a));
+        assert_eq!(failed.set(None), vec![], "no listing: nothing is known due");
+        assert!(!failed.local_hit_due(&a));
+    }
+}

@@ -1,0 +1,224 @@
+//! Prefetch of the working set. At the start of a building session the manifest of its
+//! build key says what the last sessions used; everything of it missing locally is queued
+//! at background priority, so it is downloaded in parallel before go asks (a get for one
+//! of them joins its download, or finds it local). At the end, the session merges what
+//! it used into the manifest.
+
+use super::manifest::{self, Manifest};
+use super::{lock, Core, Direction};
+use crate::entry::Entry;
+use crate::id::Id;
+use crate::random::Rng;
+use crate::s3::client::Bounds;
+use crate::stats;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The largest manifest read (a full one is 4 MB).
+const MAX_MANIFEST_BYTES: u64 = 8 << 20;
+
+/// What a building session does beyond answering go: prefetch and the manifest (unless
+/// `--no-prefetch`) and the listing for fast misses.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Prefetch the working set and merge this session's into its manifest.
+    pub prefetch: bool,
+    /// What identifies "the same build" (see `invocation`), or the user's `--prefetch-key`.
+    pub build_key: String,
+    /// Download threads that take background work (and urgent work first).
+    pub workers: usize,
+    /// The most bytes prefetch may queue.
+    pub max_bytes: u64,
+    /// Whether this session may write the manifest (not `--read-only`).
+    pub write: bool,
+    /// List the bucket for fast misses when it holds at most this many outputs (0: never).
+    pub fast_miss_max_keys: usize,
+}
+
+/// What this session used and prefetched.
+#[derive(Default)]
+pub struct Session {
+    used: Mutex<Used>,
+    /// Downloaded by prefetch and not (yet) asked for by go: action → size.
+    unused: Mutex<HashMap<Id, u64>>,
+    /// Manifest entries the bucket did not have (or had damaged).
+    gone: Mutex<HashSet<Id>>,
+    /// The manifest as read at the start, with its object's date (its last write) when
+    /// the bucket had one (`None`: not read).
+    base: Mutex<Option<(Manifest, Option<std::time::SystemTime>)>>,
+    /// Set once prefetch workers have been started.
+    workers_started: AtomicBool,
+}
+
+#[derive(Default)]
+struct Used {
+    order: Vec<(Id, Id, u64)>,
+    seen: HashSet<Id>,
+}
+
+impl Session {
+    /// go used `action`'s output (a hit or a put); true if prefetch had fetched it.
+    pub fn used(&self, action: &Id, entry: &Entry) -> bool {
+        let mut used = lock(&self.used);
+        if used.seen.insert(*action) {
+            used.order.push((*action, entry.output_id, entry.size));
+        }
+        drop(used);
+        lock(&self.unused).remove(action).is_some()
+    }
+
+    /// Whether prefetch found `action` missing or damaged in the bucket this session (a get
+    /// for it is then a miss without a second try).
+    pub fn is_gone(&self, action: &Id) -> bool {
+        lock(&self.gone).contains(action)
+    }
+
+    /// A prefetch download ended: `got` the size of a verified object nobody has asked
+    /// for yet (`None`: the bucket did not have it usable).
+    pub fn prefetched(&self, action: Id, got: Option<u64>) {
+        match got {
+            Some(size) => {
+                lock(&self.unused).insert(action, size);
+            }
+            None => {
+                lock(&self.gone).insert(action);
+            }
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Reads the manifest and queues what is missing locally; runs on its own thread.
+pub fn start(core: &Arc<Core>, plan: &Plan) {
+    let started = Instant::now();
+    let key = core.layout.under(&manifest::key_name(&plan.build_key));
+    let mut body = Vec::new();
+    let deadline = Some(Instant::now() + core.background_timeout);
+    let bounds = Bounds { deadline, max_body: MAX_MANIFEST_BYTES };
+    let keep_going = || !core.health.is_switched_off(Direction::Reads);
+    let found = core.client.retrier.run(deadline, &mut Rng::fresh(), &keep_going, || {
+        body.clear();
+        core.client.get_object(&key, &mut body, bounds)
+    });
+    let (manifest, dated) = match found {
+        Ok(Some(info)) => match Manifest::parse(&body) {
+            Ok(m) => (m, info.last_modified),
+            Err(e) => {
+                log!(1, "ignoring the prefetch manifest {key}: {e}");
+                (Manifest::default(), None)
+            }
+        },
+        Ok(None) => {
+            log!(2, "no prefetch manifest at {key} yet: this session writes the first");
+            (Manifest::default(), None)
+        }
+        Err(e) => {
+            // Not fatal (and not counted against the bucket's health: reads will tell).
+            log!(1, "cannot read the prefetch manifest {key}: {e}");
+            return;
+        }
+    };
+    stats::add(&core.stats.manifest_entries, manifest.entries.len() as u64);
+    let mut wanted = Vec::new();
+    let mut sent = 0;
+    let mut bytes = 0u64;
+    for entry in manifest.current() {
+        if core.health.is_switched_off(Direction::Reads) {
+            break;
+        }
+        if bytes + entry.size > plan.max_bytes {
+            log!(1, "prefetch stops at --prefetch-max-bytes {} ({} objects queued)", plan.max_bytes, wanted.len());
+            break;
+        }
+        if !core.inflight.add_prefetch(entry.action) {
+            continue;
+        }
+        // Checked after registering: a get's download stores locally before it leaves the
+        // map, so checking first could miss one that finished in between and fetch it twice.
+        let local = core.local.get(&entry.action).ok().flatten();
+        if local.is_some_and(|hit| hit.entry.output_id == entry.output)
+            && core.inflight.withdraw_prefetch(&entry.action)
+        {
+            continue;
+        }
+        wanted.push(entry.action);
+        bytes += entry.size;
+        // Queued in batches, so the first downloads start while the rest is checked.
+        if wanted.len() - sent == BATCH {
+            if !queue(core, plan, &wanted[sent..]) {
+                return;
+            }
+            sent = wanted.len();
+        }
+    }
+    if !queue(core, plan, &wanted[sent..]) {
+        return;
+    }
+    let queued = wanted.len();
+    log!(
+        2,
+        "prefetch: {} manifest entries at {key}, {queued} objects ({}) queued in {:?}",
+        manifest.entries.len(),
+        stats::human_bytes(bytes),
+        started.elapsed()
+    );
+    *lock(&core.session.base) = Some((manifest, dated));
+}
+
+/// Prefetch jobs queued at a time.
+const BATCH: usize = 64;
+
+/// Queues `actions` at background priority, starting the prefetch workers with the first;
+/// false when the session is ending.
+fn queue(core: &Arc<Core>, plan: &Plan, actions: &[Id]) -> bool {
+    if actions.is_empty() {
+        return true;
+    }
+    if !core.session.workers_started.swap(true, Ordering::Relaxed) {
+        let worker = Arc::clone(core);
+        super::pool::spawn("prefetch", plan.workers, move || worker.download_loop(true));
+    }
+    core.downloads.push_background(actions.iter().copied())
+}
+
+/// Ends prefetch for the session: counts what it fetched for nothing, and merges what the
+/// session used into the manifest (written within `bound`).
+pub fn finish(core: &Core, plan: &Plan, bound: Duration) {
+    let session = &core.session;
+    let wasted: u64 = lock(&session.unused).values().sum();
+    stats::add(&core.stats.prefetch_wasted_bytes, wasted);
+    if !plan.write || core.health.is_switched_off(Direction::Writes) {
+        return;
+    }
+    let Some((base, dated)) = lock(&session.base).take() else { return };
+    let used = std::mem::take(&mut lock(&session.used).order);
+    if used.is_empty() {
+        return;
+    }
+    let now = unix_now();
+    let merged = base.merged(&used, &lock(&session.gone), now);
+    // A manifest in use is rewritten once its object is as old as an output would be
+    // refreshed at, so expiry by date (lifecycle rules, prune) keeps it with its outputs.
+    let object_stale = super::refresh::is_due(dated, core.refresh_after, core.client.now());
+    if !base.needs_write(&merged, now) && !object_stale {
+        return;
+    }
+    let key = core.layout.under(&manifest::key_name(&plan.build_key));
+    let bytes = merged.to_bytes();
+    let sha = crate::s3::sigv4::sha256_hex(&bytes);
+    let deadline = Some(Instant::now() + bound);
+    let bounds = Bounds { deadline, ..Bounds::DEFAULT };
+    let keep_going = || !core.health.is_switched_off(Direction::Writes);
+    let put = core.client.retrier.run(deadline, &mut Rng::fresh(), &keep_going, || {
+        core.client.put_object(&key, &mut bytes.as_slice(), bytes.len() as u64, &sha, &[], bounds)
+    });
+    match put {
+        Ok(()) => log!(2, "prefetch manifest {key}: {} entries written", merged.entries.len()),
+        Err(e) => log!(1, "cannot write the prefetch manifest {key}: {e}"),
+    }
+}

@@ -1,0 +1,264 @@
+//! Uploads: a bounded queue of stored outputs and a pool of workers that PUT them, in the
+//! background. A put from go never waits for the bucket; at the end of the session,
+//! [`Uploads::finish`] waits a bounded time for what is still queued.
+
+use super::layout::{self, Form};
+use super::{pool, Core, Direction};
+use crate::entry::Entry;
+use crate::id::Id;
+use crate::local::{Hashing, TempFile};
+use crate::random::Rng;
+use crate::s3::client::Bounds;
+use crate::s3::error::S3Error;
+use crate::stats::{self, human_bytes};
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// After this long, the end of a session tells the user what it is waiting for.
+const PROGRESS_AFTER: Duration = Duration::from_secs(2);
+
+/// One stored output to upload.
+struct Upload {
+    action: Id,
+    entry: Entry,
+    path: PathBuf,
+    /// Queued as the probe of switched-off uploads.
+    probe: bool,
+}
+
+/// The upload side of the remote tier.
+pub struct Uploads {
+    core: Arc<Core>,
+    sender: Mutex<Option<SyncSender<Upload>>>,
+    progress: Arc<Progress>,
+}
+
+#[derive(Default)]
+struct Progress {
+    pending: AtomicU64,
+    pending_bytes: AtomicU64,
+    /// Set when the end of the session gave up waiting: what is left is skipped.
+    abandon: AtomicBool,
+}
+
+impl Progress {
+    fn done(&self, size: u64) {
+        self.pending_bytes.fetch_sub(size, Ordering::Relaxed);
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Uploads {
+    /// Starts `workers` upload threads behind a queue of at most `queue_len` uploads.
+    pub fn start(core: Arc<Core>, workers: usize, queue_len: usize) -> Uploads {
+        let (sender, receiver) = mpsc::sync_channel::<Upload>(queue_len);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let progress = Arc::new(Progress::default());
+        let (worker_core, worker_progress) = (Arc::clone(&core), Arc::clone(&progress));
+        pool::spawn("upload", workers, move || {
+            work(&worker_core, &worker_progress, &receiver);
+        });
+        Uploads { core, sender: Mutex::new(Some(sender)), progress }
+    }
+
+    /// Queues an upload; never blocks. A full queue or a switched-off bucket skips it.
+    pub fn push(&self, action: Id, entry: Entry, path: PathBuf) {
+        let stats = &self.core.stats;
+        if self.core.health.is_off(Direction::Writes) {
+            stats::inc(&stats.uploads_skipped);
+            return;
+        }
+        // Granted while switched off: this upload is the probe.
+        let probe = self.core.health.is_switched_off(Direction::Writes);
+        let progress = &self.progress;
+        progress.pending.fetch_add(1, Ordering::Relaxed);
+        progress.pending_bytes.fetch_add(entry.size, Ordering::Relaxed);
+        let size = entry.size;
+        let sent = match super::lock(&self.sender).as_ref() {
+            Some(tx) => match tx.try_send(Upload { action, entry, path, probe }) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    log!(2, "upload queue full (--queue-len); skipping upload of action {action}");
+                    false
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        };
+        if !sent {
+            stats::inc(&stats.uploads_skipped);
+            progress.done(size);
+        }
+    }
+
+    /// Stops taking uploads and waits up to `bound` for the queued ones, telling the user
+    /// on stderr when that takes a while. What is left after `bound` is skipped.
+    pub fn finish(&self, bound: Duration) {
+        super::lock(&self.sender).take();
+        let progress = &self.progress;
+        let start = Instant::now();
+        let mut next_progress = PROGRESS_AFTER;
+        while progress.pending.load(Ordering::Relaxed) > 0 {
+            let waited = start.elapsed();
+            if waited >= bound {
+                // Counted here, once: the workers skip what is left without counting it.
+                progress.abandon.store(true, Ordering::Relaxed);
+                let left = progress.pending.load(Ordering::Relaxed);
+                stats::add(&self.core.stats.uploads_skipped, left);
+                log!(
+                    0,
+                    "gave up on {left} uploads after --close-timeout {:?}; those outputs stay in the local cache only",
+                    bound
+                );
+                return;
+            }
+            if waited >= next_progress {
+                log!(
+                    0,
+                    "waiting for {} uploads ({}) to reach the bucket (at most {}s more)",
+                    progress.pending.load(Ordering::Relaxed),
+                    human_bytes(progress.pending_bytes.load(Ordering::Relaxed)),
+                    bound.saturating_sub(waited).as_secs()
+                );
+                next_progress = waited + Duration::from_secs(10);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn work(core: &Core, progress: &Progress, receiver: &Mutex<Receiver<Upload>>) {
+    let mut rng = Rng::fresh();
+    loop {
+        let job = match super::lock(receiver).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let size = job.entry.size;
+        if !progress.abandon.load(Ordering::Relaxed) {
+            upload(core, &job, &mut rng);
+        }
+        progress.done(size);
+    }
+}
+
+fn upload(core: &Core, job: &Upload, rng: &mut Rng) {
+    let stats = &core.stats;
+    if !job.probe && core.health.is_switched_off(Direction::Writes) {
+        stats::inc(&stats.uploads_skipped);
+        return;
+    }
+    if core.client.credentials().is_none() {
+        // Anonymous (--no-sign-request, or the chain found nothing): reads only.
+        stats::inc(&stats.uploads_skipped);
+        return;
+    }
+    let form = core.write_form;
+    let key = core.layout.key_in(&job.action, form);
+    let metadata = layout::metadata(&job.action, &job.entry);
+    let metadata: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let size = job.entry.size;
+    let started = Instant::now();
+    // A fast-missed output may have been uploaded by another machine since the listing:
+    // create-only (If-None-Match: *) tells, where the store honours it, at no extra cost.
+    let if_absent = core.listing.was_fast_missed(&job.action);
+    // The body as sent: the output file itself, or an LZ4 frame of it (in memory, or in a
+    // temporary file for large outputs); its length and hex SHA-256.
+    let body = match form {
+        Form::Plain => Body::File { path: job.path.clone(), compressed: None },
+        Form::Lz4 => match compress(core, &job.path, size) {
+            Ok(body) => body,
+            Err(e) => {
+                stats::inc(&stats.upload_errors);
+                log!(0, "cannot compress {} for upload: {e}", job.path.display());
+                return;
+            }
+        },
+    };
+    let (length, sha) = match &body {
+        Body::Memory { bytes, sha } => (bytes.len() as u64, sha.hex()),
+        Body::File { compressed: Some((_, length, sha)), .. } => (*length, sha.hex()),
+        Body::File { compressed: None, .. } => (size, job.entry.output_id.hex()),
+    };
+    let keep_going = || !core.health.is_switched_off(Direction::Writes);
+    let result = core.client.retrier.run(None, rng, &keep_going, || {
+        let op = || format!("PUT {key}");
+        match &body {
+            Body::Memory { bytes, .. } => core.client.put_object_if(
+                &key,
+                &mut bytes.as_slice(),
+                length,
+                &sha,
+                &metadata,
+                Bounds::DEFAULT,
+                if_absent,
+            ),
+            Body::File { path, .. } => {
+                let mut file = File::open(path).map_err(|e| S3Error::Sink { op: op(), source: e })?;
+                core.client.put_object_if(&key, &mut file, length, &sha, &metadata, Bounds::DEFAULT, if_absent)
+            }
+        }
+    });
+    match result {
+        Ok(false) => {
+            core.health.success(Direction::Writes);
+            stats::inc(&stats.fast_misses_present);
+            log!(3, "{key}: uploaded by someone else since the listing; kept theirs");
+        }
+        Ok(true) => {
+            core.health.success(Direction::Writes);
+            core.uploaded(&job.action, &job.entry);
+            stats::inc(&stats.uploads);
+            stats::add(&stats.bytes_uploaded, length);
+            stats::add(&stats.upload_ms, started.elapsed().as_millis() as u64);
+            log!(3, "uploaded {key} ({size} bytes)");
+        }
+        Err(e) => {
+            core.health.failure(Direction::Writes, &e, stats);
+            stats::inc(&stats.upload_errors);
+            if e.is_timeout() {
+                stats::inc(&stats.timeouts);
+            }
+            log!(2, "upload failed: {e}");
+        }
+    }
+}
+
+/// What an upload sends.
+enum Body {
+    /// A compressed output, small enough to keep in memory, and its SHA-256.
+    Memory { bytes: Vec<u8>, sha: Id },
+    /// A file: the output itself, or a temporary file holding its compressed form (`compressed`),
+    /// with the length and SHA-256 of that (removed once the upload is done).
+    File { path: PathBuf, compressed: Option<(TempFile, u64, Id)> },
+}
+
+/// Outputs up to this size are compressed in memory (at most `--workers` of them at a
+/// time); larger ones into a temporary file. Nine outputs in ten are smaller, and every
+/// temporary file costs an inode created and deleted.
+const IN_MEMORY: u64 = 256 * 1024;
+
+/// An LZ4 frame of the `size` bytes of the file at `path`, with its SHA-256 (the upload's
+/// payload hash).
+fn compress(core: &Core, path: &Path, size: u64) -> Result<Body, String> {
+    let mut input = File::open(path).map_err(|e| e.to_string())?;
+    if size <= IN_MEMORY {
+        let mut encoder = lz4_flex::frame::FrameEncoder::new(Hashing::new(Vec::with_capacity(size as usize / 2 + 64)));
+        io::copy(&mut input, &mut encoder).map_err(|e| e.to_string())?;
+        let (bytes, sha, _) = encoder.finish().map_err(|e| e.to_string())?.finish();
+        return Ok(Body::Memory { bytes, sha });
+    }
+    let temp = core.local.temp_file().map_err(|e| e.to_string())?;
+    let mut encoder = lz4_flex::frame::FrameEncoder::new(Hashing::new(BufWriter::with_capacity(64 * 1024, temp)));
+    io::copy(&mut input, &mut encoder).map_err(|e| e.to_string())?;
+    let hashing = encoder.finish().map_err(|e| e.to_string())?;
+    let (buffered, sha, length) = hashing.finish();
+    let temp = buffered.into_inner().map_err(|e| e.error().to_string())?;
+    Ok(Body::File { path: temp.path().to_path_buf(), compressed: Some((temp, length, sha)) })
+}

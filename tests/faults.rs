@@ -1,0 +1,584 @@
+//! Faults between the binary and a real store, injected by `common::faultproxy`: each
+//! test runs a real go build through the proxy and checks that the build succeeds with
+//! correct outputs, that the stats say what happened, and that the fault cost a bounded
+//! time.
+
+use crate::common;
+
+use common::faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
+use common::go::{cache_entries, output_path, run_cacheprog, sha256_file, stat, GoRun, Sandbox};
+use common::remote::go_via;
+use common::servers::S3Server;
+use gocacheprog_s3::s3::client::Bounds;
+use std::time::{Duration, Instant};
+
+fn proxy(server: &S3Server) -> Proxy {
+    Proxy::start(server.port(), ProxyConfig::default()).expect("start the fault proxy")
+}
+
+/// A build of the tiny module through `proxy` on a fresh local tier `tier`.
+fn build(sb: &Sandbox, server: &S3Server, proxy: &Proxy, tier: &str, prog: &[&str]) -> GoRun {
+    let out = format!("bin-{tier}");
+    let run = go_via(sb, server, &proxy.endpoint(), tier, &["build", "-o", &out, "."], prog);
+    run.assert_ok();
+    assert_program_works(sb, &out);
+    assert_tier_consistent(sb, tier);
+    run
+}
+
+/// The binary go linked runs and prints what it should.
+fn assert_program_works(sb: &Sandbox, bin: &str) {
+    let out = std::process::Command::new(sb.module.join(bin)).output().expect("run the built program");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello, world");
+}
+
+/// Every entry of the local tier points at a body that hashes to its output ID.
+fn assert_tier_consistent(sb: &Sandbox, tier: &str) {
+    let dir = sb.root.join(tier);
+    for entry in cache_entries(&dir) {
+        let body = output_path(&dir, &entry.output_hex);
+        assert_eq!(sha256_file(&body), entry.output_hex, "{}", body.display());
+    }
+}
+
+/// Fills the bucket under `prefix` with one fault-free build, and returns its wall time.
+fn fill(sb: &Sandbox, server: &S3Server, proxy: &Proxy, prefix: &str) -> Duration {
+    let run = build(sb, server, proxy, &format!("fill-{prefix}"), &["--prefix", prefix]);
+    assert!(stat(&sb.last_stats(), "uploads") > 0, "{}", run.stderr);
+    run.elapsed
+}
+
+/// A fault-free warm build from `prefix` on a fresh tier: what the faulty runs are measured
+/// against.
+fn reference(sb: &Sandbox, server: &S3Server, proxy: &Proxy, prefix: &str) -> Duration {
+    build(sb, server, proxy, &format!("reference-{prefix}"), &["--prefix", prefix]).elapsed
+}
+
+/// Prints what a fault cost against the same build without it (for the record), and
+/// checks it stayed within `slack` of it.
+fn within(name: &str, faulty: Duration, fault_free: Duration, slack: Duration) {
+    eprintln!(
+        "fault cost: {name}: {:.1} s against {:.1} s without the fault (bound +{} s)",
+        faulty.as_secs_f64(),
+        fault_free.as_secs_f64(),
+        slack.as_secs()
+    );
+    assert!(faulty <= fault_free + slack, "{name}: {faulty:?} against {fault_free:?} without the fault");
+}
+
+fn switched_off_lines(stderr: &str) -> usize {
+    stderr.lines().filter(|l| l.contains("switched off")).count()
+}
+
+/// A store that stops answering mid-build (every GET stalls before its headers): each
+/// get waits at most --get-timeout, the breaker switches the bucket off after a few, and
+/// the build compiles the rest locally.
+#[test]
+fn store_that_stalls_costs_seconds_not_minutes() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("stall");
+    fill(&sb, &server, &proxy, "stall");
+    let fault_free = reference(&sb, &server, &proxy, "stall");
+    proxy.set_faults(vec![FaultRule::new(Fault::StallBeforeHeaders).for_method("GET")]);
+    let run = build(&sb, &server, &proxy, "stalled", &["--prefix", "stall", "--get-timeout", "2s"]);
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "remote_hits"), 0, "{stats}");
+    assert_eq!(stat(&stats, "remote_disabled"), 1, "{stats}\n{}", run.stderr);
+    assert!(stat(&stats, "timeouts") >= 1, "{stats}");
+    assert_eq!(switched_off_lines(&run.stderr), 1, "{}", run.stderr);
+    // Five failed gets at most, three in flight at a time, 2 s each, before the bucket is
+    // off: far below what a stalled store cost before (3 × --timeout per get).
+    within("every GET stalls (--get-timeout 2s)", run.elapsed, fault_free, Duration::from_secs(30));
+}
+
+/// A store that drips bodies at 1 byte/s never trips the per-read stall bound; the get
+/// deadline cuts each such download.
+#[test]
+fn dripping_store_is_cut_by_the_get_deadline() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("drip");
+    fill(&sb, &server, &proxy, "drip");
+    let fault_free = reference(&sb, &server, &proxy, "drip");
+    proxy.set_faults(vec![FaultRule::new(Fault::DripBody { bytes_per_sec: 1 }).for_method("GET")]);
+    let run = build(&sb, &server, &proxy, "dripped", &["--prefix", "drip", "--get-timeout", "2s"]);
+    let stats = sb.last_stats();
+    // Reads go off; timeouts also count as an unreachable store, which may switch uploads
+    // off in the same breath or a moment later (two events).
+    assert!((1..=2).contains(&stat(&stats, "remote_disabled")), "{stats}\n{}", run.stderr);
+    assert!(stat(&stats, "timeouts") + stat(&stats, "get_timeouts") >= 1, "{stats}");
+    within("bodies drip at 1 byte/s (--get-timeout 2s)", run.elapsed, fault_free, Duration::from_secs(30));
+}
+
+/// A GET answered with a Content-Length of 10^12 is refused before anything is written
+/// (it once filled 1.9 GB of temporary files).
+#[test]
+fn huge_content_length_is_refused_before_writing() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("huge");
+    fill(&sb, &server, &proxy, "huge");
+    let fault_free = reference(&sb, &server, &proxy, "huge");
+    proxy.set_faults(vec![FaultRule::new(Fault::HugeContentLength).for_method("GET")]);
+    let run = build(&sb, &server, &proxy, "huge-tier", &["--prefix", "huge", "-vv"]);
+    within("Content-Length 10^12 on every GET", run.elapsed, fault_free, Duration::from_secs(30));
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "remote_hits"), 0, "{stats}");
+    assert!(run.stderr.contains("max-object-size"), "{}", run.stderr);
+    // Temporary files live in gocacheprog-tmp and as .tmp-* in the <xx> folders.
+    let tier = sb.root.join("huge-tier");
+    let mut left = 0u64;
+    for folder in std::fs::read_dir(&tier).unwrap().flatten().filter(|e| e.path().is_dir()) {
+        for file in std::fs::read_dir(folder.path()).unwrap().flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") || folder.file_name() == "gocacheprog-tmp" {
+                left += file.metadata().map_or(0, |m| m.len());
+            }
+        }
+    }
+    assert_eq!(left, 0, "temporary files left in {}", tier.display());
+}
+
+/// A PUT answered 200 whose body never comes is not a success and does not hold the end
+/// of the go command until --close-timeout.
+#[test]
+fn put_answered_but_never_finished_does_not_hold_close() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("putstall");
+    proxy.set_faults(vec![FaultRule::new(Fault::HugeContentLength).for_method("PUT")]);
+    let started = Instant::now();
+    let run = build(&sb, &server, &proxy, "t", &["--stall-timeout", "1s", "--close-timeout", "120s"]);
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "uploads"), 0, "{stats}");
+    assert!(stat(&stats, "upload_errors") >= 1, "{stats}\n{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+}
+
+/// Answers framed as `Transfer-Encoding: chunked` without a Content-Length (some stores
+/// and proxies do that) are hits, verified by their hash.
+#[test]
+fn chunked_answers_without_content_length_are_hits() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("chunked");
+    fill(&sb, &server, &proxy, "chunked");
+    let fault_free = reference(&sb, &server, &proxy, "chunked");
+    proxy.set_faults(vec![FaultRule::new(Fault::Rechunk).for_method("GET")]);
+    let run = build(&sb, &server, &proxy, "from-bucket", &["--prefix", "chunked"]);
+    within("chunked answers without Content-Length", run.elapsed, fault_free, Duration::from_secs(10));
+    let stats = sb.last_stats();
+    assert!(stat(&stats, "remote_hits") > 0, "{stats}\n{}", run.stderr);
+    assert_eq!(stat(&stats, "remote_get_errors") + stat(&stats, "remote_bad_objects"), 0, "{stats}\n{}", run.stderr);
+    assert!(proxy.stats().fault_count("rechunk") > 0);
+}
+
+/// A store that echoes the request's Authorization header and session token in its
+/// error message: nothing secret reaches stderr, at the highest verbosity.
+#[test]
+fn echoed_credentials_never_reach_stderr() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("echo");
+    proxy.set_faults(vec![FaultRule::new(Fault::EchoAuthorization)]);
+    let token = common::secret("FQoGZXIvYXdzEJr-test-session-token-value");
+    let token = token.as_str();
+    let mut env = common::remote::store_env(&sb, &server, &proxy.endpoint(), "t");
+    env.push(("AWS_SESSION_TOKEN".into(), token.into()));
+    let bucket = server.bucket.clone();
+    let run =
+        sb.spawn(&["build", "./..."], &common::remote::refs(&env), common::go::Prog::Ours(&["-vvv", &bucket])).wait();
+    run.assert_ok();
+    assert!(proxy.stats().fault_count("echo_authorization") > 0);
+    assert!(run.stderr.contains("bad request: Authorization"), "the echo was not logged at all:\n{}", run.stderr);
+    for secret in [token, server.secret_key.as_str()] {
+        assert!(!run.stderr.contains(secret), "a secret reached stderr:\n{}", run.stderr);
+    }
+    for line in run.stderr.lines().filter(|l| l.contains("Signature=")) {
+        assert!(line.contains("Signature=<redacted>"), "{line}");
+    }
+}
+
+/// A mistyped bucket under --read-only (a 404 NoSuchBucket, not NoSuchKey) is reported
+/// once and switches the bucket off; it is never a silent miss.
+#[test]
+fn mistyped_bucket_is_reported_even_when_read_only() {
+    let server = S3Server::garage();
+    let sb = Sandbox::new("typo");
+    let env = common::remote::store_env(&sb, &server, &server.endpoint, "t");
+    let run = sb
+        .spawn(&["build", "./..."], &common::remote::refs(&env), common::go::Prog::Ours(&["--read-only", "cahce"]))
+        .wait();
+    run.assert_ok();
+    assert_eq!(switched_off_lines(&run.stderr), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("NoSuchBucket") && run.stderr.contains("--bucket"), "{}", run.stderr);
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "remote_disabled"), 1, "{stats}");
+    assert_eq!(stat(&stats, "remote_not_found"), 0, "{stats}");
+}
+
+/// 503 on every GET and none on PUTs: successful uploads no longer hide the failing
+/// reads, which are switched off on their own while uploads go on.
+#[test]
+fn failing_reads_trip_their_own_breaker() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("readfail");
+    proxy.set_faults(vec![FaultRule::new(Fault::slow_down()).for_method("GET")]);
+    let run = build(&sb, &server, &proxy, "t", &["--prefix", "rf"]);
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "remote_disabled"), 1, "{stats}\n{}", run.stderr);
+    assert!(run.stderr.contains("reading from the bucket switched off"), "{}", run.stderr);
+    assert_eq!(stat(&stats, "uploads"), stat(&stats, "puts"), "{stats}");
+    // Bounded: --max-failures failed gets (and those in flight meanwhile), 3 attempts
+    // each, plus the 16 listing lanes and the manifest, 3 attempts each: not one per action.
+    let refused = proxy.stats().fault_count("error_status");
+    assert!(refused <= (16 + 1 + 5 + 3) * 3, "{refused} GETs answered 503 for {stats}");
+    assert!(refused < stat(&stats, "gets"), "{refused} GETs answered 503 for {stats}");
+}
+
+/// An object holding another action's consistent (body, outputid) pair is refused by its
+/// actionid metadata: go would otherwise panic on it.
+#[test]
+fn another_actions_object_is_refused() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("swap");
+    fill(&sb, &server, &proxy, "swap");
+    let client = server.client();
+    // Rotate every object's body and metadata to the next key.
+    let keys: Vec<String> = server.list("swap/").iter().map(|o| o["key"].as_str().unwrap().to_string()).collect();
+    assert!(keys.len() > 3, "{keys:?}");
+    let mut bodies = Vec::new();
+    for key in &keys {
+        let mut body = Vec::new();
+        let info = client.get_object(key, &mut body, Bounds::DEFAULT).unwrap().unwrap();
+        bodies.push((body, info.metadata));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let (body, meta) = &bodies[(i + 1) % keys.len()];
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
+        let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // Retried as the cache retries (Garage's sqlite answers 503 "database is locked" under load).
+        let mut rng = gocacheprog_s3::random::Rng::fresh();
+        client
+            .retrier
+            .run(None, &mut rng, &|| true, || {
+                client.put_object(key, &mut body.as_slice(), body.len() as u64, &sha, &meta, Bounds::DEFAULT)
+            })
+            .unwrap();
+    }
+    let run = build(&sb, &server, &proxy, "after-swap", &["--prefix", "swap", "-v"]);
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "remote_hits"), 0, "{stats}\n{}", run.stderr);
+    assert!(stat(&stats, "remote_bad_objects") > 0, "{stats}");
+    assert!(run.stderr.contains("another action's"), "{}", run.stderr);
+}
+
+/// A close that arrives while gets still wait for the bucket is answered after them.
+#[test]
+fn close_is_answered_after_every_get() {
+    let server = S3Server::garage();
+    let proxy =
+        Proxy::start(server.port(), ProxyConfig { delay: Duration::from_millis(700), ..ProxyConfig::default() })
+            .expect("proxy");
+    let dir = common::go::scratch_dir("close-after-gets");
+    let mut env = server.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL_S3");
+    env.push(("AWS_ENDPOINT_URL_S3".into(), proxy.endpoint()));
+    env.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
+    let action = |n: u8| common::go::b64(&[n; 32]);
+    let input = format!(
+        "{{\"ID\":1,\"Command\":\"get\",\"ActionID\":\"{}\"}}\n\n{{\"ID\":2,\"Command\":\"get\",\"ActionID\":\"{}\"}}\n\n\
+         {{\"ID\":3,\"Command\":\"close\"}}\n\n",
+        action(1),
+        action(2)
+    );
+    let cache = dir.join("cache").to_string_lossy().into_owned();
+    let args = ["--cache-dir", &cache, &server.bucket];
+    let run = run_cacheprog(&args, &common::remote::refs(&env), input.into_bytes(), Duration::from_secs(60));
+    assert!(run.status.success(), "{}", run.stderr);
+    let ids: Vec<i64> = run.responses().iter().map(|r| r["ID"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}\n{}", run.stdout);
+    assert_eq!(ids[2], 3, "close answered before the gets: {ids:?}");
+    assert!(run.responses()[..2].iter().all(|r| r["Miss"] == true), "{}", run.stdout);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A warm build from a bucket that `fill` filled under `prefix`, through `proxy`, on a
+/// fresh local tier: the build must succeed with correct outputs whatever the proxy does.
+fn warm_through(sb: &Sandbox, server: &S3Server, proxy: &Proxy, tier: &str, prefix: &str, extra: &[&str]) -> GoRun {
+    let mut prog = vec!["--prefix", prefix];
+    prog.extend_from_slice(extra);
+    build(sb, server, proxy, tier, &prog)
+}
+
+/// 30% of every request fails with 503 SlowDown: retried, the build succeeds, the bucket
+/// is filled, and a second machine's build then comes from it.
+#[test]
+fn thirty_percent_slow_down_is_retried() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("slowdown");
+    let fault_free = build(&sb, &server, &proxy, "cold-reference", &["--prefix", "sd-reference"]).elapsed;
+    proxy.set_faults(vec![FaultRule::new(Fault::slow_down()).with_fraction(0.3)]);
+    let run = build(&sb, &server, &proxy, "cold", &["--prefix", "sd"]);
+    within("503 SlowDown on 30% of requests (cold build)", run.elapsed, fault_free, Duration::from_secs(30));
+    let stats = sb.last_stats();
+    assert!(stat(&stats, "retries") > 0, "{stats}");
+    assert_eq!(stat(&stats, "remote_disabled"), 0, "{stats}\n{}", run.stderr);
+    // Three attempts at 30% each: an upload fails for good about once in 37.
+    assert!(stat(&stats, "uploads") * 10 >= stat(&stats, "puts") * 9, "{stats}");
+    proxy.clear_faults();
+    let warm = warm_through(&sb, &server, &proxy, "warm", "sd", &[]);
+    let warm_stats = sb.last_stats();
+    assert!(stat(&warm_stats, "remote_hits") * 10 >= stat(&warm_stats, "gets") * 8, "{warm_stats}\n{}", warm.stderr);
+}
+
+/// Resets, truncated bodies and corrupted bodies on a third of the GETs each: retried or
+/// missed, never a wrong hit (the built program works and the local tier verifies).
+#[test]
+fn broken_answers_are_never_hits() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("broken");
+    fill(&sb, &server, &proxy, "broken");
+    let fault_free = reference(&sb, &server, &proxy, "broken");
+    proxy.set_faults(vec![
+        FaultRule::new(Fault::Reset).for_method("GET").with_fraction(0.25),
+        FaultRule::new(Fault::TruncateBody { keep_fraction: 0.5 }).for_method("GET").with_fraction(0.25),
+        FaultRule::new(Fault::CorruptBody).for_method("GET").with_fraction(0.25),
+    ]);
+    let run = warm_through(&sb, &server, &proxy, "warm", "broken", &["--max-failures", "1000"]);
+    within("resets, truncated and corrupted bodies on 3 GETs in 4", run.elapsed, fault_free, Duration::from_secs(30));
+    let stats = sb.last_stats();
+    let faults = proxy.stats();
+    assert!(faults.fault_count("reset") + faults.fault_count("truncate_body") + faults.fault_count("corrupt_body") > 0);
+    assert!(stat(&stats, "remote_hits") > 0, "{stats}\n{}", run.stderr);
+    assert!(stat(&stats, "retries") + stat(&stats, "remote_bad_objects") > 0, "{stats}");
+}
+
+/// Answers no store should give: endless headers, a gzip body, a redirect to another
+/// port, an XML entity bomb. Each is bounded in time and memory and never a hit.
+#[test]
+fn hostile_answers_are_bounded_and_never_hits() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("hostile");
+    fill(&sb, &server, &proxy, "hostile");
+    let fault_free = reference(&sb, &server, &proxy, "hostile");
+    let elsewhere = format!("http://127.0.0.1:{}/cache/x", common::servers::free_port());
+    for (n, fault) in [Fault::EndlessHeaders, Fault::Gzip, Fault::Redirect { location: elsewhere }, Fault::XmlBomb]
+        .into_iter()
+        .enumerate()
+    {
+        let kind = fault.kind();
+        proxy.set_faults(vec![FaultRule::new(fault).for_method("GET")]);
+        let run = warm_through(&sb, &server, &proxy, &format!("t{n}"), "hostile", &["--get-timeout", "2s"]);
+        within(&format!("{kind} on every GET"), run.elapsed, fault_free, Duration::from_secs(30));
+        let stats = sb.last_stats();
+        // A gzip-encoded answer still carries the real bytes: only its hash can tell.
+        if kind != "gzip" {
+            assert_eq!(stat(&stats, "remote_hits"), 0, "{kind}: {stats}\n{}", run.stderr);
+        }
+        assert!(proxy.stats().fault_count(kind) > 0, "{kind} not injected");
+    }
+}
+
+/// The store goes away in the middle of a session and comes back: the bucket is switched
+/// off, probed, and used again.
+#[test]
+fn a_store_that_comes_back_is_used_again() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("comeback");
+    fill(&sb, &server, &proxy, "back");
+    let entries = cache_entries(&sb.root.join("fill-back"));
+    assert!(entries.len() > 20, "{} entries", entries.len());
+    // Drive the binary directly, so the session spans the outage.
+    let dir = common::go::scratch_dir("comeback");
+    let stats_file = dir.join("stats.json");
+    let mut env = server.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL_S3");
+    env.push(("AWS_ENDPOINT_URL_S3".into(), proxy.endpoint()));
+    env.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
+    let cache = dir.join("cache");
+    let args = ["--prefix", "back", "--probe-interval", "1s", "--max-failures", "2", "--no-prefetch", "-v"];
+    let mut session =
+        common::go::Session::start(&args, &[server.bucket.as_str()], &cache, &stats_file, &common::remote::refs(&env));
+    let get = |s: &mut common::go::Session, id: i64, n: usize| {
+        let action = hex::decode(&entries[n].action_hex).unwrap();
+        s.request(&format!("{{\"ID\":{id},\"Command\":\"get\",\"ActionID\":\"{}\"}}\n\n", common::go::b64(&action)))
+    };
+    assert!(get(&mut session, 1, 0).contains("DiskPath"), "a hit before the outage");
+    proxy.set_down(true);
+    for i in 0..4 {
+        assert!(get(&mut session, 2 + i, 1 + i as usize).contains("\"Miss\":true"));
+    }
+    proxy.set_down(false);
+    // Probes go out every second (doubling while they fail): within a few seconds the
+    // bucket answers again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut id = 10;
+    let mut back = false;
+    while Instant::now() < deadline && !back {
+        back = get(&mut session, id, 5 + id as usize % 10).contains("DiskPath");
+        id += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let stderr = session.finish();
+    assert!(back, "the bucket was not used again:\n{stderr}");
+    assert!(stderr.contains("switched off") && stderr.contains("switched back on"), "{stderr}");
+    let stats = common::go::read_stats(&stats_file);
+    assert_eq!(stat(&stats, "remote_disabled"), 1, "{stats}");
+    assert!(stat(&stats, "remote_hits") >= 2, "{stats}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// This machine's clock 20 minutes off (libfaketime on the cache program only): the first
+/// refused request teaches the client the store's time, it is signed again once, and the
+/// rest of the session goes normally. s3s-fs refuses skews over 15 minutes.
+#[test]
+fn a_clock_twenty_minutes_off_is_corrected_once() {
+    let Some(faketime) = common::servers::which("faketime") else {
+        panic!("faketime is missing: run scripts/install-test-deps.sh");
+    };
+    let server = S3Server::s3s_fs();
+    let sb = Sandbox::new("skew");
+    let env = common::remote::store_env(&sb, &server, &server.endpoint, "t");
+    let mut env = env;
+    env.push(("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()));
+    let stats = sb.root.join("skew-stats.json");
+    let prog = format!(
+        "{} -f -20m {} --stats-file {} -vv {}",
+        faketime.display(),
+        common::go::bin().display(),
+        stats.display(),
+        server.bucket
+    );
+    let run =
+        sb.spawn(&["build", "-o", "bin-skew", "."], &common::remote::refs(&env), common::go::Prog::Raw(prog)).wait();
+    run.assert_ok();
+    assert_program_works(&sb, "bin-skew");
+    let stats = common::go::read_stats(&stats);
+    assert_eq!(stat(&stats, "remote_disabled"), 0, "{stats}\n{}", run.stderr);
+    assert_eq!(stat(&stats, "uploads"), stat(&stats, "puts"), "{stats}\n{}", run.stderr);
+    let learned = run.stderr.lines().filter(|l| l.contains("signing with the store's time")).count();
+    assert!(
+        (1..=3).contains(&learned),
+        "the offset is learned once (or by the few requests in flight):\n{}",
+        run.stderr
+    );
+}
+
+/// The cache program killed (SIGKILL) in the middle of uploading: the next session sees a
+/// consistent local tier and bucket, and nothing partial is ever a hit.
+#[test]
+fn killed_mid_upload_leaves_nothing_partial() {
+    let server = S3Server::garage();
+    // Slow uploads (and only uploads) so the kill lands while they are in flight.
+    let proxy =
+        Proxy::start(server.port(), ProxyConfig { bandwidth: Some(200_000), ..ProxyConfig::default() }).unwrap();
+    let sb = Sandbox::new("killed-upload");
+    let env = common::remote::store_env(&sb, &server, &proxy.endpoint(), "t1");
+    let bucket = server.bucket.clone();
+    let mut child =
+        sb.spawn(&["build", "./..."], &common::remote::refs(&env), common::go::Prog::Ours(&["--prefix", "k", &bucket]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.stats().bytes_to_upstream < 500_000 && Instant::now() < deadline && child.is_running() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Only this test's cache program: its --stats-file is inside this sandbox.
+    let killed = common::go::processes_mentioning(&sb.root.to_string_lossy());
+    let killed: Vec<_> = killed.into_iter().filter(|(_, cmd)| cmd.contains("gocacheprog-s3")).collect();
+    for (pid, _) in &killed {
+        let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    let _ = child.wait();
+    assert!(!killed.is_empty(), "no cache program to kill");
+    // Whatever reached the bucket verifies, and a fresh machine's build is correct.
+    drop(proxy);
+    let run = go_via(&sb, &server, &server.endpoint, "t2", &["build", "-o", "bin-after", "."], &["--prefix", "k"]);
+    run.assert_ok();
+    assert_program_works(&sb, "bin-after");
+    assert_tier_consistent(&sb, "t1");
+    assert_tier_consistent(&sb, "t2");
+}
+
+/// A 3-node Garage cluster (replication factor 3) loses a node in the middle of a build:
+/// the build and every upload still succeed, and a fresh machine's build then comes from
+/// the two nodes left.
+#[test]
+fn a_store_cluster_losing_a_node_keeps_serving() {
+    let mut cluster = common::servers::GarageCluster::start();
+    let sb = Sandbox::new("cluster");
+    let env = common::remote::store_env(&sb, cluster.s3(), &cluster.s3().endpoint, "cold");
+    let bucket = cluster.s3().bucket.clone();
+    let prog = ["--prefix", "cl", bucket.as_str()];
+    let mut child = sb.spawn(
+        &["build", "-p", "1", "-o", "bin-cold", "."],
+        &common::remote::refs(&env),
+        common::go::Prog::Ours(&prog),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.s3().list("cl/").is_empty() && Instant::now() < deadline && child.is_running() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(child.is_running(), "the build ended before a node could be stopped");
+    cluster.stop(2);
+    let run = child.wait();
+    run.assert_ok();
+    assert_program_works(&sb, "bin-cold");
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "upload_errors") + stat(&stats, "uploads_skipped"), 0, "{stats}\n{}", run.stderr);
+    assert_eq!(stat(&stats, "uploads"), stat(&stats, "puts"), "{stats}");
+    let warm = go_via(
+        &sb,
+        cluster.s3(),
+        &cluster.s3().endpoint,
+        "warm",
+        &["build", "-x", "-o", "bin-warm", "."],
+        &["--prefix", "cl"],
+    );
+    warm.assert_ok();
+    assert!(warm.compile_lines().is_empty(), "{:?}", warm.compile_lines());
+    assert_program_works(&sb, "bin-warm");
+}
+
+/// go interrupted in the middle of a build: SIGINT to go alone (the cache program sees
+/// its input end and finishes), then SIGKILL to go and the cache program together. Each
+/// time the local tier stays consistent, nothing is left running, and the next build of
+/// that tier succeeds with a working program.
+#[test]
+fn go_interrupted_mid_build_leaves_everything_consistent() {
+    let server = S3Server::garage();
+    let sb = Sandbox::new("go-killed");
+    let bucket = server.bucket.clone();
+    for (signal, group) in [("-INT", false), ("-KILL", true)] {
+        let tier = format!("t{signal}");
+        let env = common::remote::store_env(&sb, &server, &server.endpoint, &tier);
+        let prog = ["--prefix", "gk", bucket.as_str()];
+        let mut child =
+            sb.spawn(&["build", "-p", "1", "./..."], &common::remote::refs(&env), common::go::Prog::Ours(&prog));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.is_running() && Instant::now() < deadline {
+            let stored = std::fs::read_dir(sb.root.join(&tier)).map_or(0, |d| d.count());
+            if stored > 20 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(child.is_running(), "{signal}: the build ended before it could be interrupted");
+        child.signal(signal, group);
+        let _ = child.wait();
+        let left = common::go::wait_until_gone(&sb.root.join("stats-").to_string_lossy(), Duration::from_secs(70));
+        assert!(left.is_empty(), "{signal}: still running: {left:?}");
+        assert_tier_consistent(&sb, &tier);
+        let out = format!("bin{signal}");
+        let run = go_via(&sb, &server, &server.endpoint, &tier, &["build", "-o", &out, "."], &["--prefix", "gk"]);
+        run.assert_ok();
+        assert_program_works(&sb, &out);
+        assert_tier_consistent(&sb, &tier);
+    }
+}
