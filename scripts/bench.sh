@@ -126,20 +126,6 @@ ensure_go
 ensure_garage
 build_release
 
-# build_proxy: sets PROXY_BIN (the dev binary faultproxy, built from this tree with
-# --features dev-proxy).
-build_proxy() {
-	if [ -n "${FAULTPROXY_BIN:-}" ]; then
-		PROXY_BIN=$FAULTPROXY_BIN
-	else
-		note "cargo build --release --features dev-proxy --bin faultproxy"
-		(cd "$REPO_ROOT" && cargo build --release --quiet --features dev-proxy --bin faultproxy) >&2 ||
-			die "could not build the faultproxy dev binary"
-		PROXY_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/faultproxy"
-		case "$PROXY_BIN" in /*) ;; *) PROXY_BIN="$REPO_ROOT/$PROXY_BIN" ;; esac
-	fi
-	[ -x "$PROXY_BIN" ] || die "no faultproxy binary at $PROXY_BIN"
-}
 build_proxy
 
 # build_musl: the static binary's size, or "-" and why. Never fatal.
@@ -251,30 +237,11 @@ fi
 garage_start
 GARAGE_ENDPOINT=$AWS_ENDPOINT_URL_S3
 
-# proxy_start DELAY_MS: a proxy from 127.0.0.1:<free port> to Garage adding DELAY_MS per
-# round trip and the bandwidth cap; sets PROXY_PORT.
-proxy_start() {
-	local ms=$1 out="$WORK_DIR/proxy-$1.out" err="$WORK_DIR/proxy-$1.err" pid i
-	: >"$out"
-	"$PROXY_BIN" --upstream "$S3_PORT" --listen 0 --delay-ms "$ms" --bandwidth-mbps "$BANDWIDTH_MB" \
-		--parent-pid $$ --max-seconds 14400 </dev/null >"$out" 2>"$err" &
-	pid=$!
-	track_pid "$pid"
-	PROXY_PORT=
-	for ((i = 0; i < 100; i++)); do # up to 10 s
-		PROXY_PORT=$(awk '$1 == "ready" { print $2; exit }' "$out" 2>/dev/null || true)
-		[ -n "$PROXY_PORT" ] && break
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ -n "$PROXY_PORT" ] || die "proxy ($ms ms) did not start: $(cat "$err")"
-}
-
 declare -A ENDPOINT=([lo]=$GARAGE_ENDPOINT)
 NETS=(lo)
 for ms in "${LATENCIES[@]}"; do
 	[ -z "${ENDPOINT[d$ms]:-}" ] || continue
-	proxy_start "$ms"
+	proxy_start "$ms" "$BANDWIDTH_MB"
 	ENDPOINT[d$ms]="http://127.0.0.1:$PROXY_PORT"
 	NETS+=("d$ms")
 done

@@ -169,6 +169,41 @@ garage_start() {
 	export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT"
 }
 
+# build_proxy: sets PROXY_BIN (the dev binary faultproxy, built from this tree with
+# --features dev-proxy).
+build_proxy() {
+	if [ -n "${FAULTPROXY_BIN:-}" ]; then
+		PROXY_BIN=$FAULTPROXY_BIN
+	else
+		note "cargo build --release --features dev-proxy --bin faultproxy"
+		(cd "$REPO_ROOT" && cargo build --release --quiet --features dev-proxy --bin faultproxy) >&2 ||
+			die "could not build the faultproxy dev binary"
+		PROXY_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/faultproxy"
+		case "$PROXY_BIN" in /*) ;; *) PROXY_BIN="$REPO_ROOT/$PROXY_BIN" ;; esac
+	fi
+	[ -x "$PROXY_BIN" ] || die "no faultproxy binary at $PROXY_BIN"
+}
+
+# proxy_start DELAY_MS BANDWIDTH_MB: faultproxy ($PROXY_BIN) from 127.0.0.1:<free port>
+# to Garage ($S3_PORT) adding DELAY_MS per round trip and capping each direction at
+# BANDWIDTH_MB MB/s; sets PROXY_PORT.
+proxy_start() {
+	local ms=$1 mbps=$2 out="$WORK_DIR/proxy-$1.out" err="$WORK_DIR/proxy-$1.err" pid i
+	: >"$out"
+	"$PROXY_BIN" --upstream "$S3_PORT" --listen 0 --delay-ms "$ms" --bandwidth-mbps "$mbps" \
+		--parent-pid $$ --max-seconds 14400 </dev/null >"$out" 2>"$err" &
+	pid=$!
+	track_pid "$pid"
+	PROXY_PORT=
+	for ((i = 0; i < 100; i++)); do # up to 10 s
+		PROXY_PORT=$(awk '$1 == "ready" { print $2; exit }' "$out" 2>/dev/null || true)
+		[ -n "$PROXY_PORT" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -n "$PROXY_PORT" ] || die "proxy ($ms ms) did not start: $(cat "$err")"
+}
+
 # ---- go builds --------------------------------------------------------------
 
 # go_env: the clean, reproducible environment for every go command here.
