@@ -15,6 +15,8 @@ import math
 import sys
 from xml.sax.saxutils import escape
 
+from benchreport import fmt_ratio
+
 WIDTH = 980
 LABEL_W = 250  # left column: scenario names
 VALUE_W = 200  # right column: value labels
@@ -47,14 +49,6 @@ def fmt_s(v):
     if v >= 10:
         return f"{v:.1f} s"
     return f"{v:.2f} s"
-
-
-def fmt_ratio(r):
-    if r >= 10:
-        return f"{r:.0f}×"
-    if r >= 0.1:
-        return f"{r:.2f}×"
-    return f"{r:.3f}×"
 
 
 def log_ticks(lo, hi):
