@@ -27,7 +27,7 @@ use crate::server::{Lookup, RemoteTier, Waiter};
 use crate::stats::{self, Stats};
 use download::Downloader;
 pub use health::{Direction, Health};
-use inflight::{InFlight, Joined};
+use inflight::{InFlight, Joined, Started};
 use layout::{Form, Layout};
 use listing::Listing;
 use pool::{Priority, Queue};
@@ -211,8 +211,13 @@ impl Core {
             let Some(started) = self.inflight.start(&action) else { continue };
             // A background job queued before the bucket was switched off is dropped; an
             // urgent one runs (it may be the probe the lookup was granted).
+            if started.prefetch {
+                self.session.prefetch_started(action);
+            }
             let (result, moved, stale) = if !started.urgent && self.health.is_switched_off(Direction::Reads) {
                 (Lookup::Miss { failed: false }, 0, None)
+            } else if let Some(hit) = self.fetched_meanwhile(&action, started) {
+                (Lookup::Hit { hit, prefetched: true }, 0, None)
             } else {
                 let timeout = if started.urgent { self.get_timeout } else { self.background_timeout };
                 let bounds = Bounds { deadline: Some(Instant::now() + timeout), max_body: self.max_object_size };
@@ -226,8 +231,6 @@ impl Core {
                 Lookup::Miss { .. } => None,
             };
             if started.prefetch {
-                // Recorded before the waiters are told, so a get that finds it local after
-                // this counts as a prefetch hit.
                 self.session.prefetched(action, hit.map(|_| moved));
                 stats::add(&self.stats.prefetched, u64::from(hit.is_some()));
             }
@@ -236,6 +239,15 @@ impl Core {
                 self.session.used(&action, &entry);
             }
         }
+    }
+
+    /// The local output of `action` when prefetch stored it between go's local miss and
+    /// this get's download starting (the prefetch had left the in-flight map by then).
+    fn fetched_meanwhile(&self, action: &Id, started: Started) -> Option<crate::local::Hit> {
+        if started.prefetch || !self.session.fetched_unused(action) {
+            return None;
+        }
+        self.local.get(action).ok().flatten()
     }
 
     /// Whether this session prefetches and keeps the manifest.

@@ -41,7 +41,8 @@ pub struct Plan {
 #[derive(Default)]
 pub struct Session {
     used: Mutex<Used>,
-    /// Downloaded by prefetch and not (yet) asked for by go: action → size.
+    /// Being downloaded or downloaded by prefetch, and not (yet) asked for by go:
+    /// action → bytes moved (0 until the download ends).
     unused: Mutex<HashMap<Id, u64>>,
     /// Manifest entries the bucket did not have (or had damaged).
     gone: Mutex<HashSet<Id>>,
@@ -75,14 +76,30 @@ impl Session {
         lock(&self.gone).contains(action)
     }
 
-    /// A prefetch download ended: `got` the size of a verified object nobody has asked
-    /// for yet (`None`: the bucket did not have it usable).
+    /// A prefetch download of `action` starts. Registered before the download stores the
+    /// output locally, so a get that finds it there at any moment after is a prefetch hit.
+    pub fn prefetch_started(&self, action: Id) {
+        lock(&self.unused).insert(action, 0);
+    }
+
+    /// Whether prefetch fetched `action` and go has not used it yet.
+    pub fn fetched_unused(&self, action: &Id) -> bool {
+        lock(&self.unused).contains_key(action)
+    }
+
+    /// A prefetch download ended: `got` the size of a verified object (`None`: the bucket
+    /// did not have it usable). A get may have used it already: it is then not waste.
     pub fn prefetched(&self, action: Id, got: Option<u64>) {
+        let mut unused = lock(&self.unused);
         match got {
             Some(size) => {
-                lock(&self.unused).insert(action, size);
+                if let Some(waste) = unused.get_mut(&action) {
+                    *waste = size;
+                }
             }
             None => {
+                unused.remove(&action);
+                drop(unused);
                 lock(&self.gone).insert(action);
             }
         }
@@ -220,5 +237,47 @@ pub fn finish(core: &Core, plan: &Plan, bound: Duration) {
     match put {
         Ok(()) => log!(2, "prefetch manifest {key}: {} entries written", merged.entries.len()),
         Err(e) => log!(1, "cannot write the prefetch manifest {key}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8) -> Entry {
+        Entry { output_id: Id([n; 32]), size: 10, time_nanos: 0 }
+    }
+
+    fn waste(session: &Session) -> u64 {
+        lock(&session.unused).values().sum()
+    }
+
+    #[test]
+    fn a_get_that_finds_a_prefetch_local_before_it_reports_back_is_a_prefetch_hit() {
+        let session = Session::default();
+        let a = Id([1; 32]);
+        session.prefetch_started(a);
+        // The download has stored the output; go finds it before the worker reports back.
+        assert!(session.used(&a, &entry(1)), "a prefetch hit");
+        session.prefetched(a, Some(700));
+        assert_eq!(waste(&session), 0, "used, so not waste");
+        assert!(!session.fetched_unused(&a));
+        assert!(!session.used(&a, &entry(1)), "counted once");
+    }
+
+    #[test]
+    fn what_go_never_asks_for_is_waste_and_what_the_bucket_lacks_is_gone() {
+        let session = Session::default();
+        let (a, b) = (Id([1; 32]), Id([2; 32]));
+        session.prefetch_started(a);
+        session.prefetch_started(b);
+        session.prefetched(a, Some(700));
+        session.prefetched(b, None);
+        assert!(session.fetched_unused(&a));
+        assert_eq!(waste(&session), 700);
+        assert!(session.is_gone(&b) && !session.is_gone(&a));
+        assert!(session.used(&a, &entry(1)));
+        assert_eq!(waste(&session), 0);
+        assert!(!session.used(&b, &entry(2)), "never fetched");
     }
 }
