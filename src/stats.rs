@@ -97,6 +97,8 @@ counters! {
     fast_misses_present,
     /// milliseconds gets waited for the bucket (from the local miss to the answer), summed.
     bucket_wait_ms,
+    /// milliseconds the end of the session held go's close for the bucket (uploads, manifest).
+    close_wait_ms,
     /// objects whose date a hit rewrote (self-copy, `--refresh-after`), so expiry sees them used.
     refreshes,
     /// of those, rewrites that failed (the object is only dated by its upload).
@@ -182,8 +184,9 @@ impl Stats {
             ("refreshed".into(), get("refreshes"), format!("object dates, {} failed", get("refresh_errors"))),
         ];
         let mut out = format!(
-            "session summary: gets waited {} on the bucket in all{}\n",
+            "session summary: gets waited {} on the bucket in all, close {}{}\n",
             secs(get("bucket_wait_ms")),
+            secs(get("close_wait_ms")),
             if get("remote_disabled") > 0 { "; the bucket was switched off by failures" } else { "" }
         );
         for (name, n, detail) in rows {
@@ -265,7 +268,7 @@ mod tests {
         add(&stats.bytes_downloaded, 1_500_000);
         add(&stats.bucket_wait_ms, 2500);
         let text = stats.summary();
-        assert!(text.starts_with("session summary: gets waited 2.5s on the bucket in all\n"), "{text}");
+        assert!(text.starts_with("session summary: gets waited 2.5s on the bucket in all, close 0.0s\n"), "{text}");
         assert!(text.contains("\n  gets              12  "), "{text}");
         assert!(text.contains("\n  local hits         5  "), "{text}");
         assert!(text.contains("1.5 MB downloaded"), "{text}");

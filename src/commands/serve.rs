@@ -8,11 +8,11 @@ use crate::protocol::{handshake_line, RequestReader, Responder, Response};
 use crate::remote::prefetch::Plan;
 use crate::remote::Remote;
 use crate::server::{End, RemoteTier, Server};
-use crate::stats::Stats;
+use crate::stats::{self, Stats};
 use std::io::{self, BufReader};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Serves go on stdin/stdout until it closes the session.
 pub fn run(config: &Config) -> ExitCode {
@@ -50,7 +50,9 @@ pub fn run(config: &Config) -> ExitCode {
     let end = server.run(&mut reader);
 
     if let (Some(remote), Some(remote_config)) = (&remote, &config.remote) {
+        let closing = Instant::now();
         remote.finish(remote_config.close_timeout);
+        stats::add(&stats.close_wait_ms, closing.elapsed().as_millis() as u64);
     }
     if let Ok(thread) = housekeeping {
         let _ = thread.join();
