@@ -209,11 +209,11 @@ impl Core {
         let mut rng = Rng::fresh();
         while let Some(action) = self.downloads.pop(background) {
             let Some(started) = self.inflight.start(&action) else { continue };
-            // A background job queued before the bucket was switched off is dropped; an
-            // urgent one runs (it may be the probe the lookup was granted).
             if started.prefetch {
                 self.session.prefetch_started(action);
             }
+            // A background job queued before the bucket was switched off is dropped; an
+            // urgent one runs (it may be the probe the lookup was granted).
             let (result, moved, stale) = if !started.urgent && self.health.is_switched_off(Direction::Reads) {
                 (Lookup::Miss { failed: false }, 0, None)
             } else if let Some(hit) = self.fetched_meanwhile(&action, started) {
