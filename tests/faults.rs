@@ -446,6 +446,10 @@ fn a_clock_twenty_minutes_off_is_corrected_once() {
     };
     let server = S3Server::s3s_fs();
     let sb = Sandbox::new("skew");
+    // The same cold build with a true clock, under its own prefix: what the skew costs.
+    let fault_free =
+        go_via(&sb, &server, &server.endpoint, "ref", &["build", "-o", "bin-ref", "."], &["--prefix", "ref"]);
+    fault_free.assert_ok();
     let env = common::remote::store_env(&sb, &server, &server.endpoint, "t");
     let mut env = env;
     env.push(("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()));
@@ -461,6 +465,7 @@ fn a_clock_twenty_minutes_off_is_corrected_once() {
         sb.spawn(&["build", "-o", "bin-skew", "."], &common::remote::refs(&env), common::go::Prog::Raw(prog)).wait();
     run.assert_ok();
     assert_program_works(&sb, "bin-skew");
+    within("clock 20 minutes off (cold build)", run.elapsed, fault_free.elapsed, Duration::from_secs(30));
     let stats = common::go::read_stats(&stats);
     assert_eq!(stat(&stats, "remote_disabled"), 0, "{stats}\n{}", run.stderr);
     assert_eq!(stat(&stats, "uploads"), stat(&stats, "puts"), "{stats}\n{}", run.stderr);
@@ -513,6 +518,10 @@ fn killed_mid_upload_leaves_nothing_partial() {
 fn a_store_cluster_losing_a_node_keeps_serving() {
     let mut cluster = common::servers::GarageCluster::start();
     let sb = Sandbox::new("cluster");
+    // The same cold build with all three nodes, under its own prefix: what the loss costs.
+    let build = ["build", "-p", "1", "-o", "bin-ref", "."];
+    let fault_free = go_via(&sb, cluster.s3(), &cluster.s3().endpoint, "ref", &build, &["--prefix", "ref"]);
+    fault_free.assert_ok();
     let env = common::remote::store_env(&sb, cluster.s3(), &cluster.s3().endpoint, "cold");
     let bucket = cluster.s3().bucket.clone();
     let prog = ["--prefix", "cl", bucket.as_str()];
@@ -530,6 +539,12 @@ fn a_store_cluster_losing_a_node_keeps_serving() {
     let run = child.wait();
     run.assert_ok();
     assert_program_works(&sb, "bin-cold");
+    within(
+        "one of 3 Garage nodes stopped mid-build (cold build)",
+        run.elapsed,
+        fault_free.elapsed,
+        Duration::from_secs(30),
+    );
     let stats = sb.last_stats();
     assert_eq!(stat(&stats, "upload_errors") + stat(&stats, "uploads_skipped"), 0, "{stats}\n{}", run.stderr);
     assert_eq!(stat(&stats, "uploads"), stat(&stats, "puts"), "{stats}");
