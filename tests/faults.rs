@@ -238,23 +238,28 @@ fn failing_reads_trip_their_own_breaker() {
     assert!(refused < stat(&stats, "gets"), "{refused} GETs answered 503 for {stats}");
 }
 
-/// An object holding another action's consistent (body, outputid) pair is refused by its
-/// actionid metadata: go would otherwise panic on it.
-#[test]
-fn another_actions_object_is_refused() {
-    let server = S3Server::garage();
-    let proxy = proxy(&server);
-    let sb = Sandbox::new("swap");
-    fill(&sb, &server, &proxy, "swap");
+/// Moves every output object's body and metadata to the next output key under `prefix`,
+/// without `actionid` when `strip_actionid`: each key then holds another action's
+/// consistent (body, outputid) pair. Returns the keys.
+fn rotate_outputs(server: &S3Server, prefix: &str, strip_actionid: bool) -> Vec<String> {
     let client = server.client();
-    // Rotate every object's body and metadata to the next key.
-    let keys: Vec<String> = server.list("swap/").iter().map(|o| o["key"].as_str().unwrap().to_string()).collect();
+    let layout = gocacheprog_s3::remote::layout::Layout::new(prefix);
+    let keys: Vec<String> = server
+        .list(&format!("{prefix}/"))
+        .iter()
+        .map(|o| o["key"].as_str().unwrap().to_string())
+        .filter(|k| layout.parse_key(k).is_some())
+        .collect();
     assert!(keys.len() > 3, "{keys:?}");
     let mut bodies = Vec::new();
     for key in &keys {
         let mut body = Vec::new();
         let info = client.get_object(key, &mut body, Bounds::DEFAULT).unwrap().unwrap();
-        bodies.push((body, info.metadata));
+        let mut meta = info.metadata;
+        if strip_actionid {
+            meta.retain(|(k, _)| k != "actionid");
+        }
+        bodies.push((body, meta));
     }
     for (i, key) in keys.iter().enumerate() {
         let (body, meta) = &bodies[(i + 1) % keys.len()];
@@ -269,11 +274,65 @@ fn another_actions_object_is_refused() {
             })
             .unwrap();
     }
+    keys
+}
+
+/// An object holding another action's consistent (body, outputid) pair is refused by its
+/// actionid metadata: go would otherwise panic on it.
+#[test]
+fn another_actions_object_is_refused() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("swap");
+    fill(&sb, &server, &proxy, "swap");
+    rotate_outputs(&server, "swap", false);
     let run = build(&sb, &server, &proxy, "after-swap", &["--prefix", "swap", "-v"]);
     let stats = sb.last_stats();
     assert_eq!(stat(&stats, "remote_hits"), 0, "{stats}\n{}", run.stderr);
     assert!(stat(&stats, "remote_bad_objects") > 0, "{stats}");
     assert!(run.stderr.contains("another action's"), "{}", run.stderr);
+}
+
+/// The same swap with `actionid` removed: a `.lz4` object without it is foreign (this
+/// program always names the action on its `.lz4` objects). It is refused before its body
+/// is read, never served, and never refreshed: a refresh used to write the requesting
+/// action's name onto it, laundering the misplaced object for every later reader.
+#[test]
+fn a_foreign_lz4_object_is_never_served_nor_refreshed() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("foreign");
+    fill(&sb, &server, &proxy, "foreign");
+    // What each action really produces, from the build that filled the bucket.
+    let truth: std::collections::HashMap<String, String> =
+        cache_entries(&sb.root.join("fill-foreign")).into_iter().map(|e| (e.action_hex, e.output_hex)).collect();
+    let keys = rotate_outputs(&server, "foreign", true);
+    assert!(keys.iter().all(|k| k.ends_with(".lz4")), "{keys:?}");
+    // Dated past --refresh-after 1s: a hit would refresh every one of them.
+    std::thread::sleep(Duration::from_millis(2100));
+    let run = build(&sb, &server, &proxy, "after", &["--prefix", "foreign", "--refresh-after", "1s", "-vv"]);
+    let stats = sb.last_stats();
+    assert_eq!(stat(&stats, "remote_hits"), 0, "{stats}\n{}", run.stderr);
+    assert!(stat(&stats, "remote_bad_objects") > 0, "{stats}");
+    assert_eq!(stat(&stats, "refreshes") + stat(&stats, "refresh_errors"), 0, "{stats}\n{}", run.stderr);
+    assert!(run.stderr.contains("without x-amz-meta-actionid"), "{}", run.stderr);
+    // Every object that names an action now (this build's uploads) holds that action's own
+    // output; the rest are still the foreign objects, unrefreshed.
+    let client = server.client();
+    let layout = gocacheprog_s3::remote::layout::Layout::new("foreign");
+    let mut named = 0;
+    for key in &keys {
+        let info = client.head_object(key, Bounds::DEFAULT).unwrap().expect("still there");
+        let (action, _) = layout.parse_key(key).unwrap();
+        assert!(info.meta("refreshed").is_none(), "{key} was refreshed: {:?}", info.metadata);
+        if let Some(named_action) = info.meta("actionid") {
+            named += 1;
+            assert_eq!(named_action, action.hex(), "{key}");
+            let expected = truth.get(&action.hex()).expect("an action of the filling build");
+            assert_eq!(info.meta("outputid"), Some(expected.as_str()), "{key} names its action over another's output");
+        }
+    }
+    assert!(named > 0, "the build uploaded nothing over the foreign objects");
 }
 
 /// A close that arrives while gets still wait for the bucket is answered after them.

@@ -9,7 +9,7 @@ use super::{Direction, Health};
 use crate::id::Id;
 use crate::local::{Hashing, LocalTier};
 use crate::random::Rng;
-use crate::s3::client::{Bounds, Client};
+use crate::s3::client::{Bounds, Client, ObjectInfo};
 use crate::s3::error::S3Error;
 use crate::server::Lookup;
 use crate::stats::{self, Stats};
@@ -60,7 +60,7 @@ impl Downloader<'_> {
             Err(e) => self.health.failure(Direction::Reads, e, stats),
         }
         let lookup = match fetched {
-            Ok((Fetched::Hit { entry, temp, dated, etag }, moved)) => match self.local.store(action, &entry, temp) {
+            Ok((Fetched::Hit { entry, temp, dated, etag, metadata }, moved)) => match self.local.store(action, &entry, temp) {
                 Ok(path) => {
                     stats::add(&stats.bytes_downloaded, moved);
                     stats::add(&stats.download_ms, started.elapsed().as_millis() as u64);
@@ -68,7 +68,7 @@ impl Downloader<'_> {
                     let stale = refresh::is_due(dated, self.refresh_after, self.client.now()).then_some(Refresh {
                         key,
                         action: *action,
-                        basis: Basis::Downloaded { entry, etag },
+                        basis: Basis::Downloaded { metadata, etag },
                     });
                     return (Lookup::Hit { hit: crate::local::Hit { entry, path }, prefetched }, moved, stale);
                 }
@@ -109,45 +109,45 @@ impl Downloader<'_> {
     }
 
     /// One GET into a temporary file, then verified against the object's metadata; with
-    /// the bytes received.
+    /// the bytes received. The metadata is checked first: a foreign object's body is not
+    /// even read.
     fn fetch_once(&self, action: &Id, key: &str, form: Form, bounds: Bounds) -> Result<(Fetched, u64), S3Error> {
         let op = || format!("GET {key}");
-        let temp =
-            self.local.temp_file_near(action).map_err(|e| S3Error::Sink { op: op(), source: io::Error::other(e) })?;
-        // The client writes in 32 KB pieces: no buffer is needed in between.
-        let mut writer = Hashing::new(temp);
-        if form == Form::Plain {
-            let Some(info) = self.client.get_object(key, &mut writer, bounds)? else {
-                return Ok((Fetched::NotFound, 0));
-            };
-            let (temp, digest, len) = writer.finish();
-            return Ok((layout::verify(action, &info, digest, len, temp), len));
-        }
         let sink = |e: io::Error| S3Error::Sink { op: op(), source: e };
         let fetched = self.client.get_object_with(key, bounds, |info, body| {
-            let mut decoded = lz4_flex::frame::FrameDecoder::new(&mut *body).take(bounds.max_body.saturating_add(1));
-            let copied = copy(&mut decoded, &mut writer);
-            drop(decoded);
-            let compressed = body.received();
+            if let Err(why) = layout::check_metadata(action, form, info) {
+                return Ok((Fetched::Bad { why, bytes: 0 }, 0));
+            }
+            let temp = self.local.temp_file_near(action).map_err(|e| sink(io::Error::other(e)))?;
+            // The client reads in 32 KB pieces: no buffer is needed in between.
+            let mut writer = Hashing::new(temp);
+            let copied = match form {
+                Form::Plain => copy(body, &mut writer),
+                Form::Lz4 => {
+                    let mut decoded =
+                        lz4_flex::frame::FrameDecoder::new(&mut *body).take(bounds.max_body.saturating_add(1));
+                    copy(&mut decoded, &mut writer)
+                }
+            };
+            let received = body.received();
             match copied {
                 Ok(n) if n > bounds.max_body => Err(S3Error::Oversized { op: op(), size: n, limit: bounds.max_body }),
                 Ok(_) => {
-                    // The Content-Length is the compressed size: the decoded length is
-                    // checked against nothing but the output ID's hash.
-                    let info = crate::s3::client::ObjectInfo { size: None, ..info.clone() };
+                    // The Content-Length of a compressed object is its compressed size: the
+                    // decoded length is checked against nothing but the output ID's hash.
+                    let size = if form == Form::Plain { info.size } else { None };
+                    let info = ObjectInfo { size, ..info.clone() };
                     let (temp, digest, len) = writer.finish();
-                    let fetched = match layout::verify(action, &info, digest, len, temp) {
-                        Fetched::Bad { why, .. } => Fetched::Bad { why, bytes: compressed },
+                    let fetched = match layout::verify(action, form, &info, digest, len, temp) {
+                        Fetched::Bad { why, .. } => Fetched::Bad { why, bytes: received },
                         other => other,
                     };
-                    Ok((fetched, compressed))
+                    Ok((fetched, received))
                 }
                 Err(Copy::Write(e)) => Err(sink(e)),
                 Err(Copy::Read(e)) => match body.take_failure() {
                     Some(network) => Err(network),
-                    None => {
-                        Ok((Fetched::Bad { why: format!("not a valid LZ4 frame: {e}"), bytes: compressed }, compressed))
-                    }
+                    None => Ok((Fetched::Bad { why: format!("not a valid LZ4 frame: {e}"), bytes: received }, received)),
                 },
             }
         })?;

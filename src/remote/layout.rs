@@ -2,12 +2,15 @@
 //! `<prefix>/<actionID hex>`, body = the output bytes, metadata
 //! `x-amz-meta-outputid: <outputID hex>`; plus `puttime` (unix nanoseconds, so go's
 //! test-cache expiry survives the round trip) and `actionid` (so an object copied under
-//! another action's key is refused; objects without it, written by the original program,
-//! stay readable).
+//! another action's key is refused; plain objects without it, written by the original
+//! program, stay readable).
 //!
 //! Compressed outputs live at `<prefix>/<actionID hex>.lz4` (an LZ4 frame of the output
 //! bytes, same metadata): a key the original program never reads, so it can never take
-//! a compressed body for an output. Both forms are read.
+//! a compressed body for an output. Both forms are read. Only this program writes `.lz4`
+//! keys and it always names the action, so a `.lz4` object without `actionid` is foreign
+//! and refused: otherwise another action's consistent (body, output ID) pair placed under
+//! an action's key would be served to go as that action's output.
 
 use crate::entry::Entry;
 use crate::id::Id;
@@ -100,6 +103,8 @@ pub enum Fetched {
         dated: Option<SystemTime>,
         /// The object's `ETag`: a refresh copies only this version.
         etag: Option<String>,
+        /// The object's own user metadata: all a refresh may write back.
+        metadata: Vec<(String, String)>,
     },
     /// No such object.
     NotFound,
@@ -107,17 +112,31 @@ pub enum Fetched {
     Bad { why: String, bytes: u64 },
 }
 
-/// Checks a downloaded body against its metadata: only a body whose SHA-256 is its
-/// `outputid`, under the key of the action its `actionid` names (when present), is a hit.
-pub fn verify(action: &Id, info: &ObjectInfo, digest: Id, len: u64, temp: TempFile) -> Fetched {
+/// Checks an object's metadata before its body is read: the output ID it names, or why it
+/// must not be used. The action it names must be `action`; a `.lz4` object must name one.
+pub fn check_metadata(action: &Id, form: Form, info: &ObjectInfo) -> Result<Id, String> {
     let Some(output_id) = info.meta("outputid").and_then(Id::from_hex) else {
-        return Fetched::Bad { why: "no valid x-amz-meta-outputid".into(), bytes: len };
+        return Err("no valid x-amz-meta-outputid".into());
     };
-    if let Some(named) = info.meta("actionid") {
-        if Id::from_hex(named) != Some(*action) {
-            return Fetched::Bad { why: format!("its x-amz-meta-actionid {named:?} is another action's"), bytes: len };
+    match info.meta("actionid") {
+        Some(named) if Id::from_hex(named) != Some(*action) => {
+            Err(format!("its x-amz-meta-actionid {named:?} is another action's"))
         }
+        None if form == Form::Lz4 => {
+            Err("a .lz4 object without x-amz-meta-actionid, which this program always writes: not one of ours".into())
+        }
+        _ => Ok(output_id),
     }
+}
+
+/// Checks a downloaded body against its metadata: only a body whose SHA-256 is its
+/// `outputid`, under the key of the action its metadata allows (see [`check_metadata`]),
+/// is a hit. `len` is the output's length (decoded, for the compressed form).
+pub fn verify(action: &Id, form: Form, info: &ObjectInfo, digest: Id, len: u64, temp: TempFile) -> Fetched {
+    let output_id = match check_metadata(action, form, info) {
+        Ok(id) => id,
+        Err(why) => return Fetched::Bad { why, bytes: len },
+    };
     if let Some(size) = info.size.filter(|&size| size != len) {
         return Fetched::Bad { why: format!("body is {len} bytes, Content-Length said {size}"), bytes: len };
     }
@@ -134,6 +153,7 @@ pub fn verify(action: &Id, info: &ObjectInfo, digest: Id, len: u64, temp: TempFi
         temp,
         dated: info.last_modified,
         etag: info.etag.clone(),
+        metadata: info.metadata.clone(),
     }
 }
 
@@ -182,20 +202,31 @@ mod tests {
         let good = [("outputid", digest.hex()), ("actionid", action.hex()), ("puttime", "5".into())];
         let len = body.len() as u64;
         let temp = || local.temp_file().unwrap();
-        match verify(&action, &info(&good, Some(len)), digest, len, temp()) {
-            Fetched::Hit { entry, .. } => assert_eq!((entry.output_id, entry.size, entry.time_nanos), (digest, len, 5)),
+        let verify = |form, info: &ObjectInfo, digest, temp| verify(&action, form, info, digest, len, temp);
+        match verify(Form::Lz4, &info(&good, Some(len)), digest, temp()) {
+            Fetched::Hit { entry, metadata, .. } => {
+                assert_eq!((entry.output_id, entry.size, entry.time_nanos), (digest, len, 5));
+                assert_eq!(metadata.len(), 3, "the object's own metadata, for a refresh");
+            }
             other => panic!("{other:?}"),
         }
-        // Written by the original program: no actionid, no puttime, no Content-Length (chunked).
-        assert!(matches!(verify(&action, &info(&good[..1], None), digest, len, temp()), Fetched::Hit { .. }));
-        // Another action's consistent (body, outputid) pair.
+        // Written by the original program: plain, no actionid, no puttime, no Content-Length (chunked).
+        assert!(matches!(verify(Form::Plain, &info(&good[..1], None), digest, temp()), Fetched::Hit { .. }));
+        // The same under a .lz4 key, which only this program writes (always with actionid): foreign.
+        match verify(Form::Lz4, &info(&good[..1], None), digest, temp()) {
+            Fetched::Bad { why, .. } => assert!(why.contains("without x-amz-meta-actionid"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Another action's consistent (body, outputid) pair, in either form.
         let other = [("outputid", digest.hex()), ("actionid", Id([8; 32]).hex())];
-        assert!(matches!(verify(&action, &info(&other, Some(len)), digest, len, temp()), Fetched::Bad { .. }));
-        assert!(matches!(verify(&action, &info(&good, Some(len + 1)), digest, len, temp()), Fetched::Bad { .. }));
-        assert!(matches!(verify(&action, &info(&good, Some(len)), Id([0; 32]), len, temp()), Fetched::Bad { .. }));
-        assert!(matches!(verify(&action, &info(&[], Some(len)), digest, len, temp()), Fetched::Bad { .. }));
+        for form in [Form::Plain, Form::Lz4] {
+            assert!(matches!(verify(form, &info(&other, Some(len)), digest, temp()), Fetched::Bad { .. }));
+        }
+        assert!(matches!(verify(Form::Lz4, &info(&good, Some(len + 1)), digest, temp()), Fetched::Bad { .. }));
+        assert!(matches!(verify(Form::Lz4, &info(&good, Some(len)), Id([0; 32]), temp()), Fetched::Bad { .. }));
+        assert!(matches!(verify(Form::Plain, &info(&[], Some(len)), digest, temp()), Fetched::Bad { .. }));
         let garbage = [("outputid", "zz".into())];
-        assert!(matches!(verify(&action, &info(&garbage, Some(len)), digest, len, temp()), Fetched::Bad { .. }));
+        assert!(matches!(verify(Form::Plain, &info(&garbage, Some(len)), digest, temp()), Fetched::Bad { .. }));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

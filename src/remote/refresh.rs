@@ -5,11 +5,12 @@
 //! becomes the day it was last used, at most once per `--refresh-after` for the whole
 //! fleet (the next reader sees the new date). The copy is conditional on the ETag the
 //! object was read with, so its metadata never lands on a body another machine uploaded
-//! meanwhile. Failures only cost the refresh.
+//! meanwhile, and it writes back only the metadata the object itself carried (and that
+//! passed `layout::check_metadata`): a refresh never vouches for more than the object
+//! proved. Failures only cost the refresh.
 
 use super::pool::Priority;
 use super::{layout, Core, Direction};
-use crate::entry::Entry;
 use crate::id::Id;
 use crate::random::Rng;
 use crate::s3::client::Bounds;
@@ -30,8 +31,8 @@ pub struct Refresh {
 
 /// What a refresh knows of the object it dates anew.
 pub enum Basis {
-    /// The session downloaded it: `entry` is what its body holds, `etag` its version.
-    Downloaded { entry: Entry, etag: Option<String> },
+    /// The session downloaded and verified it: its own user metadata, and `etag` its version.
+    Downloaded { metadata: Vec<(String, String)>, etag: Option<String> },
     /// Only hit in the local tier; the listing dated it past `--refresh-after`. Its
     /// metadata and version are read (HEAD) first.
     Listed,
@@ -99,24 +100,21 @@ impl Core {
         let deadline = Some(std::time::Instant::now() + self.background_timeout);
         let bounds = Bounds { deadline, ..Bounds::DEFAULT };
         let (metadata, etag): (Vec<(String, String)>, Option<String>) = match &job.basis {
-            Basis::Downloaded { entry, etag } => {
-                let ours = layout::metadata(&job.action, entry).into_iter().map(|(k, v)| (k.to_string(), v));
-                (ours.collect(), etag.clone())
-            }
+            Basis::Downloaded { metadata, etag } => (metadata.clone(), etag.clone()),
             Basis::Listed => {
                 let head =
                     self.client.retrier.run(deadline, rng, &keep_going, || self.client.head_object(&job.key, bounds));
-                match head {
+                let form = self.layout.parse_key(&job.key).map(|(_, form)| form);
+                match (head, form) {
                     // Still due (nobody dated it since the listing), and one of ours.
-                    Ok(Some(info))
+                    (Ok(Some(info)), Some(form))
                         if is_due(info.last_modified, self.refresh_after, self.client.now())
-                            && info.meta("outputid").is_some() =>
+                            && layout::check_metadata(&job.action, form, &info).is_ok() =>
                     {
-                        // Its own metadata, whatever else set some, as the self-copy keeps.
-                        (info.metadata.into_iter().filter(|(k, _)| k != "refreshed").collect(), info.etag)
+                        (info.metadata, info.etag)
                     }
-                    Ok(_) => return,
-                    Err(e) => {
+                    (Ok(_), _) => return,
+                    (Err(e), _) => {
                         stats::inc(&self.stats.refresh_errors);
                         log!(2, "refresh: reading {} failed: {e}", job.key);
                         return;
@@ -124,6 +122,8 @@ impl Core {
                 }
             }
         };
+        // The object's own metadata, whatever else set some, as the self-copy keeps.
+        let metadata: Vec<(String, String)> = metadata.into_iter().filter(|(k, _)| k != "refreshed").collect();
         let mut pairs: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         pairs.push(("refreshed", &now));
         let result = self
