@@ -656,3 +656,79 @@ fn go_interrupted_mid_build_leaves_everything_consistent() {
         assert_tier_consistent(&sb, &tier);
     }
 }
+
+/// Answers that are not valid HTTP (a `Content-Length` that is not a number, two that
+/// disagree) will not improve on retry and say nothing of the store's reachability: they
+/// are not retried, they switch off reads only (uploads go on), and the line that says
+/// so names what the store sent.
+#[test]
+fn a_malformed_answer_is_not_retried_and_is_named() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("malformed");
+    for fault in [Fault::BadContentLength, Fault::ConflictingContentLength] {
+        let kind = fault.kind();
+        proxy.set_faults(vec![FaultRule::new(fault).for_method("GET")]);
+        let run = build(&sb, &server, &proxy, kind, &["--prefix", kind]);
+        let stats = sb.last_stats();
+        assert!(proxy.stats().fault_count(kind) > 0, "{kind} not injected");
+        assert_eq!(stat(&stats, "retries"), 0, "{kind}: {stats}\n{}", run.stderr);
+        assert_eq!(stat(&stats, "remote_disabled"), 1, "{kind}: {stats}\n{}", run.stderr);
+        assert!(stat(&stats, "puts") > 0 && stat(&stats, "uploads") == stat(&stats, "puts"), "{kind}: {stats}");
+        let line = run.stderr.lines().find(|l| l.contains("switched off")).unwrap_or_default();
+        assert!(line.contains("reading from the bucket switched off"), "{kind}: {}", run.stderr);
+        assert!(line.contains("not valid HTTP") && line.contains("content-length"), "{kind}: {line}");
+        assert!(!line.contains("is reachable"), "{kind}: {line}");
+    }
+}
+
+/// A store that takes a PUT's headers and then never reads its body: those uploads time
+/// out and switch uploads off, while reads, which it answers, stay on.
+#[test]
+fn uploads_that_stall_leave_reads_on() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("writestall");
+    fill(&sb, &server, &proxy, "ws");
+    let entries = cache_entries(&sb.root.join("fill-ws"));
+    assert!(entries.len() > 5, "{} entries", entries.len());
+    proxy.set_faults(vec![FaultRule::new(Fault::NoReadBody).for_method("PUT")]);
+    let dir = common::go::scratch_dir("writestall");
+    let stats_file = dir.join("stats.json");
+    let mut env = server.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL_S3");
+    env.push(("AWS_ENDPOINT_URL_S3".into(), proxy.endpoint()));
+    let args = ["--prefix", "ws", "--stall-timeout", "1s", "--max-failures", "2", "--no-prefetch"];
+    let mut session = common::go::Session::start(
+        &args,
+        &[server.bucket.as_str()],
+        &dir.join("cache"),
+        &stats_file,
+        &common::remote::refs(&env),
+    );
+    for id in 1..=3u8 {
+        let body = common::go::random_bytes(100_000, u64::from(id));
+        let (action, output) = (common::go::b64(&[id; 32]), common::go::b64(&common::go::sha256(&body)));
+        let put = format!(
+            "{{\"ID\":{id},\"Command\":\"put\",\"ActionID\":\"{action}\",\"OutputID\":\"{output}\",\"BodySize\":{}}}\n\n\
+             \"{}\"\n",
+            body.len(),
+            common::go::b64(&body)
+        );
+        assert!(session.request(&put).contains("DiskPath"));
+    }
+    session.wait_for_stderr("uploading to the bucket switched off", Duration::from_secs(30));
+    for (n, entry) in entries.iter().take(5).enumerate() {
+        let action = common::go::b64(&hex::decode(&entry.action_hex).unwrap());
+        let got = session.request(&format!("{{\"ID\":{},\"Command\":\"get\",\"ActionID\":\"{action}\"}}\n\n", 10 + n));
+        assert!(got.contains("DiskPath"), "a read after uploads stalled: {got}\n{}", session.stderr());
+    }
+    let stderr = session.finish();
+    let stats = common::go::read_stats(&stats_file);
+    assert!(proxy.stats().fault_count("no_read_body") >= 2);
+    assert_eq!(stat(&stats, "remote_hits"), 5, "{stats}\n{stderr}");
+    assert_eq!(stat(&stats, "remote_disabled"), 1, "{stats}\n{stderr}");
+    assert!(stat(&stats, "upload_errors") >= 2, "{stats}");
+    assert_eq!(switched_off_lines(&stderr), 1, "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}

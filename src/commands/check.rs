@@ -404,6 +404,7 @@ fn diagnose(e: &S3Error, action: &str, resource: &str, who: &str, remote: &Remot
             ),
         ),
         S3Error::Transport { .. } => (format!("the endpoint {} is unreachable", remote.endpoint), hint()),
+        S3Error::Malformed { message: m, .. } => (format!("the store's answer is not valid HTTP ({m})"), hint()),
         _ => (message, hint()),
     }
 }

@@ -3,7 +3,10 @@
 //! of the other).
 //!
 //! - `--max-failures` consecutive failures of one kind switch that kind off.
-//! - A store that cannot be reached at all (connections refused, timeouts) switches both off.
+//! - A store that cannot be reached at all (connections refused or reset, no such host)
+//!   switches both off. A timeout counts against its own kind only: a store that stops
+//!   reading uploads may still answer every read, and the reverse. So does an answer that
+//!   is not valid HTTP: the store was reached.
 //! - Errors only a configuration change can fix (bad signature or key, missing bucket,
 //!   wrong region, expired token) switch both off at once, for the session.
 //! - Neutral outcomes (a 403 `AccessDenied` that only means "no such key" to a caller
@@ -142,7 +145,7 @@ impl Health {
         if !fatal && count < self.max {
             return;
         }
-        let unreachable = matches!(error, S3Error::Transport { .. });
+        let unreachable = matches!(error, S3Error::Transport { timeout: false, .. });
         let why = if fatal { "a request failed".to_string() } else { format!("{count} requests in a row failed") };
         let hint = error.hint().map(|h| format!(" To fix: {h}.")).unwrap_or_default();
         let retry = if fatal || self.probe_interval.is_zero() {
@@ -270,6 +273,25 @@ mod tests {
             health.failure(Direction::Reads, &status(404, code), &stats);
             assert!(health.is_off(Direction::Reads) && health.is_off(Direction::Writes), "{code}");
         }
+    }
+
+    #[test]
+    fn timeouts_and_malformed_answers_count_against_their_own_side() {
+        let stats = Stats::new();
+        let health = Health::new(2, Duration::ZERO);
+        let timeout = S3Error::Transport { op: "PUT k".into(), timeout: true, message: "timed out".into() };
+        health.failure(Direction::Writes, &timeout, &stats);
+        health.failure(Direction::Writes, &timeout, &stats);
+        assert!(health.is_off(Direction::Writes));
+        assert!(!health.is_off(Direction::Reads), "uploads that stall say nothing of reads");
+        let malformed = S3Error::Malformed { op: "GET k".into(), message: "content-length header not a number".into() };
+        health.failure(Direction::Reads, &malformed, &stats);
+        health.failure(Direction::Reads, &malformed, &stats);
+        assert!(health.is_off(Direction::Reads));
+        let health = Health::new(2, Duration::ZERO);
+        health.failure(Direction::Reads, &malformed, &stats);
+        health.failure(Direction::Reads, &malformed, &stats);
+        assert!(!health.is_off(Direction::Writes), "a malformed read answer says nothing of uploads");
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub enum S3Error {
     Status { op: String, status: u16, doc: Box<ErrorDoc> },
     /// The response body broke off or was not what it said.
     Body { op: String, source: io::Error },
+    /// The store (or something between) answered with bytes that are not valid HTTP: a
+    /// `Content-Length` that is not a number or two that disagree, broken chunked framing,
+    /// endless headers. Trying again will not help; the store was reached.
+    Malformed { op: String, message: String },
     /// Writing the downloaded body locally failed (not the store's fault).
     Sink { op: String, source: io::Error },
     /// The request could not even be built (an invalid header or URL).
@@ -27,6 +31,9 @@ pub enum S3Error {
 impl S3Error {
     /// Classifies a ureq error.
     pub fn transport(op: &str, e: ureq::Error) -> S3Error {
+        if let Some(message) = malformed(&e) {
+            return S3Error::Malformed { op: op.to_string(), message };
+        }
         let timeout = matches!(e, ureq::Error::Timeout(_));
         let message = match &e {
             ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
@@ -38,10 +45,12 @@ impl S3Error {
     /// Classifies a failure while reading a response body: a timeout (a stall, or the
     /// call's deadline) is a timeout, anything else a broken body.
     pub fn body(op: String, e: io::Error) -> S3Error {
-        let timed_out = e.kind() == io::ErrorKind::TimedOut
-            || e.get_ref()
-                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-                .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+        let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>());
+        if let Some(message) = inner.and_then(malformed) {
+            return S3Error::Malformed { op, message };
+        }
+        let timed_out =
+            e.kind() == io::ErrorKind::TimedOut || inner.is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
         if timed_out {
             S3Error::Transport { op, timeout: true, message: e.to_string() }
         } else {
@@ -99,6 +108,7 @@ impl S3Error {
                     )
             }
             S3Error::Sink { .. }
+            | S3Error::Malformed { .. }
             | S3Error::Request { .. }
             | S3Error::Oversized { .. }
             | S3Error::Credentials { .. } => false,
@@ -128,9 +138,19 @@ impl S3Error {
                     "the HTTP proxy refused or failed: check HTTPS_PROXY / HTTP_PROXY, or add the store to NO_PROXY"
                         .into(),
                 ),
+                S3Error::Transport { timeout: true, .. } => Some(
+                    "the store stopped sending or taking bytes in time: check its health and the network in \
+                     between, or raise --stall-timeout / --timeout"
+                        .into(),
+                ),
                 S3Error::Transport { .. } => {
                     Some("check --endpoint / AWS_ENDPOINT_URL and that the store is reachable".into())
                 }
+                S3Error::Malformed { .. } => Some(
+                    "the store was reached but its answer is not valid HTTP (retrying will not help): check that \
+                     --endpoint names an S3 API and not another service, and any proxy or load balancer in between"
+                        .into(),
+                ),
                 S3Error::Credentials { message, .. } => Some(format!("fix the credentials: {message}")),
                 _ => None,
             };
@@ -176,6 +196,7 @@ impl fmt::Display for S3Error {
                 Ok(())
             }
             S3Error::Body { op, source } => write!(f, "{op}: response body: {source}"),
+            S3Error::Malformed { op, message } => write!(f, "{op}: the store's answer is not valid HTTP: {message}"),
             S3Error::Sink { op, source } => write!(f, "{op}: writing the download locally: {source}"),
             S3Error::Request { op, message } => write!(f, "{op}: cannot build the request: {message}"),
             S3Error::Credentials { op, message } => write!(f, "{op}: no credentials: {message}"),
@@ -187,6 +208,15 @@ impl fmt::Display for S3Error {
 }
 
 impl std::error::Error for S3Error {}
+
+/// What is wrong with an answer that is not valid HTTP, when `e` says so.
+fn malformed(e: &ureq::Error) -> Option<String> {
+    match e {
+        ureq::Error::Protocol(p) => Some(p.to_string()),
+        ureq::Error::LargeResponseHeader(..) => Some(e.to_string()),
+        _ => None,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -214,6 +244,10 @@ mod tests {
         assert!(!timeout.is_transient());
         let reset = S3Error::Transport { op: "GET k".into(), timeout: false, message: "reset".into() };
         assert!(reset.is_transient());
+        let header = S3Error::transport("GET k", ureq::Error::LargeResponseHeader(70_000, 65_536));
+        assert!(matches!(header, S3Error::Malformed { .. }) && !header.is_transient(), "{header:?}");
+        assert!(header.to_string().contains("not valid HTTP: response header is too big"), "{header}");
+        assert!(!header.hint().unwrap().contains("is reachable"));
     }
 
     #[test]

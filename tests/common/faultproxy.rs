@@ -111,6 +111,16 @@ pub enum Fault {
     /// The proxy answers `400` with an S3 error whose message echoes the request's
     /// `Authorization` and `x-amz-security-token` headers (a store that leaks them).
     EchoAuthorization,
+    /// The proxy answers a listing with an empty, complete `ListBucketResult` (a listing
+    /// that lags behind the bucket, as eventually consistent ones do).
+    EmptyListing,
+    /// The proxy answers `200` with `Content-Length: abc`, then closes.
+    BadContentLength,
+    /// The proxy answers `200` with two different `Content-Length` headers, then closes.
+    ConflictingContentLength,
+    /// The request head is taken, and then nothing more is read from the client (a store
+    /// that accepts a PUT's headers and never reads its body); no answer comes.
+    NoReadBody,
 }
 
 impl Fault {
@@ -137,6 +147,10 @@ impl Fault {
             Fault::XmlBomb => "xml_bomb",
             Fault::Rechunk => "rechunk",
             Fault::EchoAuthorization => "echo_authorization",
+            Fault::EmptyListing => "empty_listing",
+            Fault::BadContentLength => "bad_content_length",
+            Fault::ConflictingContentLength => "conflicting_content_length",
+            Fault::NoReadBody => "no_read_body",
         }
     }
 
@@ -151,6 +165,10 @@ impl Fault {
                 | Fault::Redirect { .. }
                 | Fault::XmlBomb
                 | Fault::EchoAuthorization
+                | Fault::EmptyListing
+                | Fault::BadContentLength
+                | Fault::ConflictingContentLength
+                | Fault::NoReadBody
         )
     }
 }
@@ -1019,6 +1037,15 @@ impl ClientReader {
             }
             return Flow::Stop;
         }
+        if fault == Fault::NoReadBody {
+            // Read nothing more, answer nothing, until the client gives up (or the proxy stops).
+            self.conn.holding.store(true, SeqCst);
+            while self.conn.alive(&self.shared) && self.conn.idle() <= IDLE_TIMEOUT {
+                thread::sleep(POLL);
+            }
+            self.conn.close();
+            return Flow::Stop;
+        }
         // Responses leave in order: the upstream answers earlier (pipelined) requests first.
         while self.conn.completed.load(SeqCst) < self.conn.forwarded.load(SeqCst) {
             if !self.conn.alive(&self.shared) || self.conn.idle() > IDLE_TIMEOUT {
@@ -1067,6 +1094,21 @@ impl ClientReader {
                 (Some(r), Some(Item::Hold))
             }
             Fault::EndlessHeaders => (None, Some(Item::Endless { due })),
+            Fault::EmptyListing => {
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult \
+                            xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>bucket</Name><KeyCount>0</KeyCount>\
+                            <MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>";
+                (Some(response(200, &xml, body.as_bytes(), head_only, close)), None)
+            }
+            Fault::BadContentLength | Fault::ConflictingContentLength => {
+                let lengths = if fault == Fault::BadContentLength {
+                    "Content-Length: abc\r\n"
+                } else {
+                    "Content-Length: 10\r\nContent-Length: 20\r\n"
+                };
+                let head = format!("HTTP/1.1 200 OK\r\nDate: {}\r\n{lengths}\r\n0123456789", http_date(unix_now()));
+                (Some(head.into_bytes()), Some(Item::Close { due }))
+            }
             _ => (None, None),
         };
         let hold = tail.is_some();
