@@ -732,3 +732,23 @@ fn uploads_that_stall_leave_reads_on() {
     assert_eq!(switched_off_lines(&stderr), 1, "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A listing that lags behind the bucket (empty here; eventually consistent listings do
+/// lag) while prefetch fetches the working set anyway: gets answered by prefetch count as
+/// prefetch hits, not as local hits with the prefetched bytes as waste, and the session's
+/// use reaches the manifest.
+#[test]
+fn prefetched_outputs_a_stale_listing_lacks_count_as_prefetched() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("stale-listing");
+    fill(&sb, &server, &proxy, "sl");
+    proxy.set_faults(vec![FaultRule::new(Fault::EmptyListing).for_path("list-type=2")]);
+    let run = build(&sb, &server, &proxy, "warm", &["--prefix", "sl"]);
+    let stats = sb.last_stats();
+    assert!(proxy.stats().fault_count("empty_listing") > 0);
+    assert!(stat(&stats, "prefetch_hits") > 0, "{stats}\n{}", run.stderr);
+    // Nothing was local before this build: what it found local, it put itself.
+    assert!(stat(&stats, "local_hits") <= stat(&stats, "puts"), "{stats}\n{}", run.stderr);
+    assert!(stat(&stats, "prefetch_wasted_bytes") * 2 <= stat(&stats, "bytes_downloaded"), "{stats}");
+}

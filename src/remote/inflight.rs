@@ -69,6 +69,11 @@ impl InFlight {
         }
     }
 
+    /// Whether a download of `action` is queued or running.
+    pub fn contains(&self, action: &Id) -> bool {
+        self.lock().contains_key(action)
+    }
+
     /// Prefetch wants `action`; true if no download of it exists yet (the caller queues one).
     pub fn add_prefetch(&self, action: Id) -> bool {
         let mut flights = self.lock();

@@ -168,7 +168,9 @@ impl RemoteTier for Remote {
         if core.health.is_off(Direction::Reads) {
             return done(&Lookup::Miss { failed: false });
         }
-        if core.listing.fast_miss(&action) {
+        // A download already under way (prefetch) knows better than the listing, which is
+        // a snapshot from the start of the session.
+        if !core.inflight.contains(&action) && core.listing.fast_miss(&action) {
             log!(3, "action {action}: not in the bucket's listing, a miss without asking");
             stats::inc(&core.stats.fast_misses);
             return done(&Lookup::Miss { failed: false });
@@ -198,8 +200,11 @@ impl RemoteTier for Remote {
         if core.refresh_after.is_some() && core.listing.local_hit_due(action) {
             core.refresh_listed(*action);
         }
-        // Into the manifest unless the bucket is known not to have it.
-        core.prefetching() && core.listing.form(action) != Some(None) && core.session.used(action, entry)
+        // Into the manifest unless the bucket is known not to have it. Prefetch having
+        // fetched it is proof enough: the listing is a snapshot, and may predate the upload.
+        core.prefetching()
+            && (core.session.fetched_unused(action) || core.listing.form(action) != Some(None))
+            && core.session.used(action, entry)
     }
 }
 
