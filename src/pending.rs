@@ -20,6 +20,21 @@ struct State {
     /// Claimed, answer not yet written.
     answering: usize,
     stopped: bool,
+    /// Since when some get has been open (`None`: none is).
+    busy_since: Option<Instant>,
+    /// Time some get was open, over the periods that ended.
+    busy: Duration,
+}
+
+impl State {
+    /// Closes the busy period when the last open get is answered.
+    fn note_removed(&mut self) {
+        if self.open.is_empty() {
+            if let Some(since) = self.busy_since.take() {
+                self.busy += since.elapsed();
+            }
+        }
+    }
 }
 
 /// The right to answer one get; the answer must be written before it is dropped.
@@ -40,14 +55,25 @@ impl PendingGets {
 
     /// Get `id` now waits, until `deadline` at the latest.
     pub fn add(&self, id: i64, deadline: Instant) {
-        self.lock().open.insert(id, deadline);
+        let mut state = self.lock();
+        state.busy_since.get_or_insert_with(Instant::now);
+        state.open.insert(id, deadline);
+        drop(state);
         self.changed.notify_all();
+    }
+
+    /// How long at least one get has been open, in all: the time the bucket held the
+    /// build up, however many gets waited at once.
+    pub fn busy_time(&self) -> Duration {
+        let state = self.lock();
+        state.busy + state.busy_since.map_or(Duration::ZERO, |since| since.elapsed())
     }
 
     /// The right to answer get `id`: given once, to whoever comes first.
     pub fn claim(&self, id: i64) -> Option<Answering<'_>> {
         let mut state = self.lock();
         state.open.remove(&id)?;
+        state.note_removed();
         state.answering += 1;
         Some(Answering(self))
     }
@@ -68,6 +94,7 @@ impl PendingGets {
             for id in &overdue {
                 state.open.remove(id);
             }
+            state.note_removed();
             state.answering += overdue.len();
             drop(state);
             for id in overdue {
@@ -114,6 +141,22 @@ mod tests {
         assert!(!pending.wait_idle(Duration::from_millis(20)), "idle while the answer is being written");
         drop(claim);
         assert!(pending.wait_idle(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn busy_time_counts_overlapping_gets_once() {
+        let pending = PendingGets::default();
+        let far = Instant::now() + Duration::from_secs(60);
+        pending.add(1, far);
+        pending.add(2, far);
+        std::thread::sleep(Duration::from_millis(40));
+        drop(pending.claim(1));
+        std::thread::sleep(Duration::from_millis(40));
+        drop(pending.claim(2));
+        let busy = pending.busy_time();
+        assert!(busy >= Duration::from_millis(80) && busy < Duration::from_millis(160), "{busy:?}");
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(pending.busy_time(), busy, "nothing open: no time counted");
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl Server {
         let watchdog = self.remote.is_some().then(|| self.start_watchdog());
         let end = self.serve(reader);
         self.wait_for_gets();
+        stats::add(&self.stats.bucket_hold_ms, self.pending.busy_time().as_millis() as u64);
         if let Some(stop) = watchdog {
             stop();
         }

@@ -97,6 +97,12 @@ counters! {
     fast_misses_present,
     /// milliseconds gets waited for the bucket (from the local miss to the answer), summed.
     bucket_wait_ms,
+    /// milliseconds during which at least one get waited for the bucket: what the bucket
+    /// held the build up, whatever the number of gets in flight.
+    bucket_hold_ms,
+    /// times reads were switched off because the store answered none of the downloads in
+    /// flight for half of --get-timeout.
+    stalls,
     /// milliseconds the end of the session held go's close for the bucket (uploads, manifest).
     close_wait_ms,
     /// objects whose date a hit rewrote (self-copy, `--refresh-after`), so expiry sees them used.
@@ -184,8 +190,9 @@ impl Stats {
             ("refreshed".into(), get("refreshes"), format!("object dates, {} failed", get("refresh_errors"))),
         ];
         let mut out = format!(
-            "session summary: gets waited {} on the bucket in all, close {}{}\n",
+            "session summary: gets waited {} on the bucket in all, holding the build up {}; close {}{}\n",
             secs(get("bucket_wait_ms")),
+            secs(get("bucket_hold_ms")),
             secs(get("close_wait_ms")),
             if get("remote_disabled") > 0 { "; the bucket was switched off by failures" } else { "" }
         );
@@ -267,8 +274,14 @@ mod tests {
         add(&stats.local_hits, 5);
         add(&stats.bytes_downloaded, 1_500_000);
         add(&stats.bucket_wait_ms, 2500);
+        add(&stats.bucket_hold_ms, 1200);
         let text = stats.summary();
-        assert!(text.starts_with("session summary: gets waited 2.5s on the bucket in all, close 0.0s\n"), "{text}");
+        assert!(
+            text.starts_with(
+                "session summary: gets waited 2.5s on the bucket in all, holding the build up 1.2s; close 0.0s\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("\n  gets              12  "), "{text}");
         assert!(text.contains("\n  local hits         5  "), "{text}");
         assert!(text.contains("1.5 MB downloaded"), "{text}");

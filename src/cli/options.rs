@@ -190,7 +190,8 @@ pub const OPTIONS: &[Opt] = &[
         "get-timeout",
         Some("DUR"),
         Value("5s"),
-        "how long one get from go may wait for the bucket in all, retries included; then it is a miss",
+        "how long one get from go may wait for the bucket in all, retries included; then it is a miss (a \
+         store that answers no download for half of it is switched off for reads at once)",
     ),
     opt(
         "timeout",

@@ -5,6 +5,7 @@
 
 use super::layout::{self, Fetched, Form, Layout};
 use super::refresh::{self, Basis, Refresh};
+use super::watch::{Lively, Liveness};
 use super::{Direction, Health};
 use crate::id::Id;
 use crate::local::{Hashing, LocalTier};
@@ -23,6 +24,7 @@ pub struct Downloader<'a> {
     pub local: &'a LocalTier,
     pub stats: &'a Stats,
     pub health: &'a Health,
+    pub liveness: &'a Liveness,
     /// Hits on objects dated longer ago are handed back for a refresh.
     pub refresh_after: Option<Duration>,
 }
@@ -60,7 +62,10 @@ impl Downloader<'_> {
             Err(e) => self.health.failure(Direction::Reads, e, stats),
         }
         let lookup = match fetched {
-            Ok((Fetched::Hit { entry, temp, dated, etag, metadata }, moved)) => match self.local.store(action, &entry, temp) {
+            Ok((Fetched::Hit { entry, temp, dated, etag, metadata }, moved)) => match self
+                .local
+                .store(action, &entry, temp)
+            {
                 Ok(path) => {
                     stats::add(&stats.bytes_downloaded, moved);
                     stats::add(&stats.download_ms, started.elapsed().as_millis() as u64);
@@ -114,7 +119,11 @@ impl Downloader<'_> {
     fn fetch_once(&self, action: &Id, key: &str, form: Form, bounds: Bounds) -> Result<(Fetched, u64), S3Error> {
         let op = || format!("GET {key}");
         let sink = |e: io::Error| S3Error::Sink { op: op(), source: e };
+        let reading = self.liveness.begin();
         let fetched = self.client.get_object_with(key, bounds, |info, body| {
+            self.liveness.alive();
+            let mut body = Lively { inner: body, live: self.liveness };
+            let body = &mut body;
             if let Err(why) = layout::check_metadata(action, form, info) {
                 return Ok((Fetched::Bad { why, bytes: 0 }, 0));
             }
@@ -129,7 +138,7 @@ impl Downloader<'_> {
                     copy(&mut decoded, &mut writer)
                 }
             };
-            let received = body.received();
+            let received = body.inner.received();
             match copied {
                 Ok(n) if n > bounds.max_body => Err(S3Error::Oversized { op: op(), size: n, limit: bounds.max_body }),
                 Ok(_) => {
@@ -145,13 +154,16 @@ impl Downloader<'_> {
                     Ok((fetched, received))
                 }
                 Err(Copy::Write(e)) => Err(sink(e)),
-                Err(Copy::Read(e)) => match body.take_failure() {
+                Err(Copy::Read(e)) => match body.inner.take_failure() {
                     Some(network) => Err(network),
-                    None => Ok((Fetched::Bad { why: format!("not a valid LZ4 frame: {e}"), bytes: received }, received)),
+                    None => {
+                        Ok((Fetched::Bad { why: format!("not a valid LZ4 frame: {e}"), bytes: received }, received))
+                    }
                 },
             }
-        })?;
-        Ok(fetched.unwrap_or((Fetched::NotFound, 0)))
+        });
+        reading.end(!matches!(&fetched, Err(e) if e.is_timeout()));
+        Ok(fetched?.unwrap_or((Fetched::NotFound, 0)))
     }
 }
 

@@ -11,10 +11,13 @@
 //!   wrong region, expired token) switch both off at once, for the session.
 //! - Neutral outcomes (a 403 `AccessDenied` that only means "no such key" to a caller
 //!   without ListBucket, a local disk failure) neither count nor reset.
+//! - A store that answers none of the reads in flight for a while is stalled (see
+//!   `watch`): reads are switched off at once.
 //! - Half-open: a kind switched off by failures is tried again after `--probe-interval`
-//!   (doubling up to [`MAX_PROBE_INTERVAL`] while it keeps failing): one request goes
-//!   through, and its success switches the kind back on. So a store that comes back is
-//!   used again in a long session.
+//!   (after a stall, after the stall bound; doubling up to [`MAX_PROBE_INTERVAL`] while it
+//!   keeps failing): one request goes through, and its success switches the kind back on.
+//!   So a store that comes back is used again in a long session. Uploads are their own
+//!   probes; reads are probed by the watcher, never by a get go waits for.
 //!
 //! One line on stderr says what was switched off, why, and what to change; one more when
 //! it is back.
@@ -87,7 +90,7 @@ impl Health {
     }
 
     /// Whether `direction` is switched off. While it is, once per probe interval one
-    /// caller is told "on": its request is the probe.
+    /// caller is told "on": its request is the probe (for reads, the watcher's).
     pub fn is_off(&self, direction: Direction) -> bool {
         let breaker = self.breaker(direction);
         if !breaker.off.load(Ordering::Relaxed) {
@@ -153,10 +156,11 @@ impl Health {
         } else {
             format!("(tried again in {}s)", self.probe_interval.as_secs())
         };
+        let first_probe = (!fatal).then_some(self.probe_interval);
         let switched: Vec<Direction> = if fatal || unreachable {
-            [Direction::Reads, Direction::Writes].into_iter().filter(|d| self.switch_off(*d, fatal)).collect()
+            [Direction::Reads, Direction::Writes].into_iter().filter(|d| self.switch_off(*d, first_probe)).collect()
         } else {
-            Some(direction).filter(|d| self.switch_off(*d, false)).into_iter().collect()
+            Some(direction).filter(|d| self.switch_off(*d, first_probe)).into_iter().collect()
         };
         match switched.as_slice() {
             [] => {}
@@ -169,30 +173,66 @@ impl Health {
             }
             [one] => {
                 stats::inc(&stats.remote_disabled);
-                let (what, other) = match one {
-                    Direction::Reads => ("reading from the bucket", "uploads go on"),
-                    Direction::Writes => ("uploading to the bucket", "reads go on"),
-                };
-                log!(0, "{what} switched off {retry} because {why}: {error}.{hint} The build continues ({other}).");
+                log!(0, "{} switched off {retry} because {why}: {error}.{hint} {}", what(*one), goes_on(*one));
             }
             _ => {}
         }
     }
 
-    /// Switches `direction` off; true if it was on. After a configuration error it is
-    /// never probed.
-    fn switch_off(&self, direction: Direction, fatal: bool) -> bool {
+    /// The store answered none of the requests of `direction` in flight for `quiet`:
+    /// switches that side off at once, to be probed after `probe_after` (then doubling).
+    pub fn stalled(&self, direction: Direction, quiet: Duration, probe_after: Duration, stats: &Stats) {
+        let first_probe = probe_after.min(self.probe_interval);
+        if !self.switch_off(direction, Some(first_probe)) {
+            return;
+        }
+        stats::inc(&stats.remote_disabled);
+        stats::inc(&stats.stalls);
+        let retry = if first_probe.is_zero() {
+            "for this session".to_string()
+        } else {
+            format!("(tried again in {:.1}s)", first_probe.as_secs_f64())
+        };
+        log!(
+            0,
+            "{} switched off {retry} because the store answered none of the requests in flight for {:.1}s. To fix: \
+             check the store's health and the network in between, or raise --get-timeout (a stall is half of it). {}",
+            what(direction),
+            quiet.as_secs_f64(),
+            goes_on(direction)
+        );
+    }
+
+    /// Switches `direction` off; true if it was on. `first_probe`: when it is tried again
+    /// (`None`, or zero: never, as after a configuration error).
+    fn switch_off(&self, direction: Direction, first_probe: Option<Duration>) -> bool {
         let breaker = self.breaker(direction);
         let mut probe = breaker.probe();
         let was_on = !breaker.off.swap(true, Ordering::Relaxed);
         probe.out_since = None;
-        if fatal || self.probe_interval.is_zero() {
-            probe.next = None;
-        } else if was_on {
-            probe.interval = self.probe_interval;
-            probe.next = Some(Instant::now() + self.probe_interval);
+        match first_probe.filter(|p| !p.is_zero()) {
+            None => probe.next = None,
+            Some(first) if was_on => {
+                probe.interval = first;
+                probe.next = Some(Instant::now() + first);
+            }
+            Some(_) => {}
         }
         was_on
+    }
+}
+
+fn what(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Reads => "reading from the bucket",
+        Direction::Writes => "uploading to the bucket",
+    }
+}
+
+fn goes_on(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Reads => "The build continues (uploads go on).",
+        Direction::Writes => "The build continues (reads go on).",
     }
 }
 
@@ -327,6 +367,22 @@ mod tests {
         health.failure(Direction::Reads, &bad_key, &stats);
         std::thread::sleep(Duration::from_millis(20));
         assert!(health.is_off(Direction::Reads));
+    }
+
+    #[test]
+    fn a_stall_switches_reads_off_at_once_and_probes_soon() {
+        let stats = Stats::new();
+        let health = Health::new(5, Duration::from_secs(30));
+        health.stalled(Direction::Reads, Duration::from_millis(40), Duration::from_millis(20), &stats);
+        assert!(health.is_switched_off(Direction::Reads) && !health.is_switched_off(Direction::Writes));
+        health.stalled(Direction::Reads, Duration::from_millis(90), Duration::from_millis(20), &stats);
+        assert_eq!(stats.remote_disabled.load(Ordering::Relaxed), 1, "said once");
+        assert_eq!(stats.stalls.load(Ordering::Relaxed), 1);
+        assert!(health.is_off(Direction::Reads), "no probe before the stall bound");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!health.is_off(Direction::Reads), "the first probe after the stall bound, not --probe-interval");
+        health.success(Direction::Reads);
+        assert!(!health.is_switched_off(Direction::Reads));
     }
 
     #[test]

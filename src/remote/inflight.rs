@@ -109,6 +109,13 @@ impl InFlight {
         Some(Started { urgent: flight.urgent, prefetch: flight.prefetch })
     }
 
+    /// Takes every waiter off every download (the downloads go on, answering nobody):
+    /// for the caller to answer them now, when the bucket is switched off.
+    pub fn abandon_waiters(&self) -> Vec<Waiter> {
+        let mut flights = self.lock();
+        flights.values_mut().flat_map(|f| std::mem::take(&mut f.waiters)).collect()
+    }
+
     /// Ends the download of `action` and hands `result` to everyone waiting; returns how
     /// many were waiting.
     pub fn finish(&self, action: &Id, result: &Lookup) -> usize {

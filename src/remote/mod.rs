@@ -16,6 +16,7 @@ pub mod pool;
 pub mod prefetch;
 mod refresh;
 mod upload;
+mod watch;
 
 use crate::cli::RemoteConfig;
 use crate::entry::Entry;
@@ -71,12 +72,16 @@ pub struct Core {
     refresh_seen: Mutex<HashSet<Id>>,
     /// Set when refreshing cannot work with this store or key.
     refresh_off: AtomicBool,
+    /// Downloads in flight and the store's last sign of life in them (stall detection).
+    liveness: watch::Liveness,
 }
 
 /// The running remote tier.
 pub struct Remote {
     core: Arc<Core>,
     uploads: Option<Uploads>,
+    /// Ends the watcher.
+    stop_watching: Arc<AtomicBool>,
 }
 
 impl Remote {
@@ -105,6 +110,7 @@ impl Remote {
             refresh_pending: AtomicU64::new(0),
             refresh_seen: Mutex::default(),
             refresh_off: AtomicBool::new(false),
+            liveness: watch::Liveness::default(),
         });
         match core.plan.as_ref().map(|p| p.fast_miss_max_keys).filter(|&n| n > 0) {
             Some(max_keys) => {
@@ -135,13 +141,16 @@ impl Remote {
             pool::spawn("refresh", refresh::WORKERS, move || worker.refresh_loop());
         }
         let uploads = (!config.read_only).then(|| Uploads::start(Arc::clone(&core), config.workers, config.queue_len));
-        Remote { core, uploads }
+        let stop_watching = Arc::new(AtomicBool::new(false));
+        watch::start(&core, &stop_watching);
+        Remote { core, uploads, stop_watching }
     }
 
     /// Ends the session's remote work: stops the download workers (every get has been
     /// answered by now) and waits up to `bound` for queued uploads.
     pub fn finish(&self, bound: Duration) {
         let start = Instant::now();
+        self.stop_watching.store(true, Ordering::Relaxed);
         self.core.downloads.close();
         if let Some(uploads) = &self.uploads {
             uploads.finish(bound);
@@ -165,7 +174,8 @@ impl Remote {
 impl RemoteTier for Remote {
     fn lookup(&self, action: Id, done: Waiter) {
         let core = &self.core;
-        if core.health.is_off(Direction::Reads) {
+        // Never a probe: the watcher probes a switched-off bucket, no get of go's waits for it.
+        if core.health.is_switched_off(Direction::Reads) {
             return done(&Lookup::Miss { failed: false });
         }
         // A download already under way (prefetch) knows better than the listing, which is
@@ -217,9 +227,9 @@ impl Core {
             if started.prefetch {
                 self.session.prefetch_started(action);
             }
-            // A background job queued before the bucket was switched off is dropped; an
-            // urgent one runs (it may be the probe the lookup was granted).
-            let (result, moved, stale) = if !started.urgent && self.health.is_switched_off(Direction::Reads) {
+            // A job queued before reads were switched off is dropped (its waiters, if any,
+            // have been answered by the watcher).
+            let (result, moved, stale) = if self.health.is_switched_off(Direction::Reads) {
                 (Lookup::Miss { failed: false }, 0, None)
             } else if let Some(hit) = self.fetched_meanwhile(&action, started) {
                 (Lookup::Hit { hit, prefetched: true }, 0, None)
@@ -283,6 +293,7 @@ impl Core {
             local: &self.local,
             stats: &self.stats,
             health: &self.health,
+            liveness: &self.liveness,
             refresh_after: self.refresh_after,
         }
     }
