@@ -87,6 +87,8 @@ counters! {
     prefetch_joined,
     /// objects downloaded by prefetch (verified, now local).
     prefetched,
+    /// the most bytes of temporary files downloads held at once (bounded by 2 x --max-object-size).
+    temp_bytes_peak,
     /// bytes prefetch downloaded that no get of the session asked for.
     prefetch_wasted_bytes,
     /// entries in the working-set manifest read at the start of the session.

@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use common::faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
+use common::faultproxy::{Bomb, Fault, FaultRule, Proxy, ProxyConfig};
 use common::go::{cache_entries, output_path, run_cacheprog, sha256_file, stat, GoRun, Sandbox};
 use common::remote::go_via;
 use common::servers::S3Server;
@@ -156,6 +156,66 @@ fn huge_content_length_is_refused_before_writing() {
         }
     }
     assert_eq!(left, 0, "temporary files left in {}", tier.display());
+}
+
+/// Bytes of the temporary files of downloads in the local tier `dir` now (puts and
+/// uploads have theirs too).
+fn download_temp_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for folder in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(folder.path()).into_iter().flatten().flatten() {
+            if file.file_name().to_string_lossy().starts_with(gocacheprog_s3::local::DOWNLOAD_PREFIX) {
+                total += file.metadata().map_or(0, |m| m.len());
+            }
+        }
+    }
+    total
+}
+
+/// With the manifest intact (prefetch runs 64 downloads at once), every GET of an output
+/// answered with an LZ4 frame a store should never send, each with the object's real
+/// metadata: 64 MiB of zeros in 277 KB, a frame declaring 4 MB blocks, 8 MiB of noise
+/// sent chunked (what it claims, but more than the output). Each is refused as it
+/// arrives, never a hit, and the temporary files of all downloads together stay under
+/// 2 x --max-object-size, by the program's own count and by the disk's.
+#[test]
+fn lz4_bombs_fill_no_disk() {
+    let server = S3Server::garage();
+    let proxy = proxy(&server);
+    let sb = Sandbox::new("bombs");
+    fill(&sb, &server, &proxy, "bomb");
+    let bound = 2 * 4 * 1024 * 1024;
+    for bomb in [Bomb::Zeros, Bomb::BigBlocks, Bomb::Flood] {
+        let fault = Fault::Lz4Bomb(bomb);
+        let kind = fault.kind();
+        proxy.set_faults(vec![FaultRule::new(fault).for_method("GET").for_path(".lz4")]);
+        let env = common::remote::store_env(&sb, &server, &proxy.endpoint(), kind);
+        let out = format!("bin-{kind}");
+        let prog = ["--prefix", "bomb", "--max-object-size", "4M", server.bucket.as_str()];
+        let mut child =
+            sb.spawn(&["build", "-o", &out, "."], &common::remote::refs(&env), common::go::Prog::Ours(&prog));
+        // Sampled while go runs (the wait for go is bounded by GO_TIMEOUT).
+        let mut seen = 0;
+        while child.is_running() {
+            seen = seen.max(download_temp_bytes(&sb.root.join(kind)));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let run = child.wait();
+        run.assert_ok();
+        assert_program_works(&sb, &out);
+        assert_tier_consistent(&sb, kind);
+        let stats = sb.last_stats();
+        eprintln!(
+            "{kind}: temporary files peaked at {} bytes by the program's count, {seen} seen on disk (bound {bound})",
+            stat(&stats, "temp_bytes_peak")
+        );
+        assert!(proxy.stats().fault_count(kind) > 0, "{kind} not injected");
+        assert!(stat(&stats, "manifest_entries") > 0, "{kind}: prefetch had nothing to fetch: {stats}");
+        assert_eq!(stat(&stats, "remote_hits"), 0, "{kind}: {stats}\n{}", run.stderr);
+        assert!(stat(&stats, "remote_bad_objects") + stat(&stats, "remote_get_errors") > 0, "{kind}: {stats}");
+        assert!(stat(&stats, "temp_bytes_peak") <= bound, "{kind}: {stats}");
+        assert!(seen <= bound, "{kind}: {seen} bytes of temporary files on disk at once");
+    }
 }
 
 /// A PUT answered 200 whose body never comes is not a success and does not hold the end

@@ -209,8 +209,8 @@ pub const OPTIONS: &[Opt] = &[
     opt(
         "max-object-size",
         Some("N"),
-        Value("1G"),
-        "largest object a download accepts, before and after decompression (k, M, G suffixes)",
+        Value("256M"),
+        "largest object a download accepts, before and after decompression, and an upload sends (k, M, G suffixes)",
     ),
     opt("no-prefetch", None, Value("false"), "do not prefetch the build's working set, nor record it"),
     opt(

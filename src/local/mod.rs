@@ -37,6 +37,10 @@ const TMP_DIR: &str = "gocacheprog-tmp";
 /// How temporary files in the `<xx>` folders start (see [`LocalTier::temp_file_near`]).
 pub const TEMP_PREFIX: &str = ".tmp-";
 
+/// How the temporary files of downloads start (a [`TEMP_PREFIX`] too): what a store sent,
+/// told apart on disk from what go put.
+pub const DOWNLOAD_PREFIX: &str = ".tmp-get-";
+
 /// Temporary files older than this were left by a killed process.
 const STALE_TEMP: Duration = Duration::from_secs(86_400);
 
@@ -207,6 +211,11 @@ impl LocalTier {
     /// their time waiting on those locks.
     pub fn temp_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
         self.create_temp(&self.dir.join(&id.hex()[..2]), TEMP_PREFIX)
+    }
+
+    /// [`LocalTier::temp_file_near`] for a download (named [`DOWNLOAD_PREFIX`]...).
+    pub fn download_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
+        self.create_temp(&self.dir.join(&id.hex()[..2]), DOWNLOAD_PREFIX)
     }
 
     /// `<folder>/<prefix><pid>-<nonce>-<n>`, created exclusively; a missing folder (go

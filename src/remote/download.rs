@@ -2,7 +2,13 @@
 //! (decompressed on the way for the compressed form), retried while it fails
 //! transiently, verified, and stored locally. The result is a [`Lookup`] for whoever
 //! waits on it (go's get, or nobody for a prefetch).
+//!
+//! What a store sends can fill no disk: each download is bounded by its size limit
+//! (`--max-object-size`, or for prefetch the size the manifest gives), a compressed one
+//! by the frames this program writes (see `frame`), and all downloads of a session
+//! together by a [`TempBudget`] on the temporary files they hold at once.
 
+use super::frame::{self, FrameReader};
 use super::layout::{self, Fetched, Form, Layout};
 use super::refresh::{self, Basis, Refresh};
 use super::watch::{Lively, Liveness};
@@ -14,8 +20,108 @@ use crate::s3::client::{Bounds, Client, ObjectInfo};
 use crate::s3::error::S3Error;
 use crate::server::Lookup;
 use crate::stats::{self, Stats};
-use std::io::{self, Read};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// The temporary files downloads hold at once, bounded for the whole session: a store
+/// that sends what it claims, however much, fills at most `limit` bytes of disk.
+#[derive(Debug)]
+pub struct TempBudget {
+    limit: u64,
+    used: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl TempBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> TempBudget {
+        TempBudget { limit, used: AtomicU64::new(0), peak: AtomicU64::new(0) }
+    }
+
+    /// The most bytes held at once so far.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: u64) -> bool {
+        let taken = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            used.checked_add(n).filter(|&total| total <= self.limit)
+        });
+        match taken {
+            Ok(before) => {
+                self.peak.fetch_max(before + n, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn give(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// What one download holds of the budget; given back when dropped (its temporary files
+/// are gone or stored by then).
+struct Held<'a> {
+    budget: &'a TempBudget,
+    bytes: u64,
+}
+
+impl Held<'_> {
+    /// A new attempt: the last one's temporary file is gone.
+    fn reset(&mut self) {
+        self.budget.give(std::mem::take(&mut self.bytes));
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.reset();
+    }
+}
+
+/// A writer that takes from the budget what it writes, and fails once the budget is spent.
+struct Budgeted<'a, 'b, W> {
+    inner: W,
+    held: &'b mut Held<'a>,
+}
+
+impl<W: Write> Write for Budgeted<'_, '_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let want = buf.len() as u64;
+        if !self.held.budget.take(want) {
+            return Err(io::Error::other(format!(
+                "downloads hold {} bytes of temporary files, the most at once (2 x --max-object-size): this one \
+                 is dropped",
+                self.held.budget.limit
+            )));
+        }
+        self.held.bytes += want;
+        let written = self.inner.write(buf);
+        let unused = want - written.as_ref().map_or(0, |&n| n as u64);
+        self.held.budget.give(unused);
+        self.held.bytes -= unused;
+        written
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What a download came to.
+pub struct Downloaded {
+    pub lookup: Lookup,
+    /// Bytes a hit moved over the network.
+    pub moved: u64,
+    /// The object to refresh, when its date is older than `--refresh-after`.
+    pub stale: Option<Refresh>,
+    /// The bucket has no usable object for the action (none, or a bad one), as opposed
+    /// to a download that failed or was cut short.
+    pub absent: bool,
+}
 
 /// What a download needs.
 pub struct Downloader<'a> {
@@ -25,34 +131,28 @@ pub struct Downloader<'a> {
     pub stats: &'a Stats,
     pub health: &'a Health,
     pub liveness: &'a Liveness,
+    pub temp: &'a TempBudget,
     /// Hits on objects dated longer ago are handed back for a refresh.
     pub refresh_after: Option<Duration>,
 }
 
 impl Downloader<'_> {
-    /// Fetches `action` within `bounds` in the first of `forms` the bucket has, and
-    /// stores it locally; with the result, the bytes a hit moved over the network, and
-    /// the object to refresh when its date is older than `refresh_after`.
-    /// `prefetched` marks the result of a download that prefetch started.
-    pub fn run(
-        &self,
-        action: &Id,
-        forms: &[Form],
-        bounds: Bounds,
-        prefetched: bool,
-        rng: &mut Rng,
-    ) -> (Lookup, u64, Option<Refresh>) {
+    /// Fetches `action` within `bounds` (`max_body`: the most output bytes) in the first
+    /// of `forms` the bucket has, and stores it locally. `prefetched` marks the result of
+    /// a download that prefetch started.
+    pub fn run(&self, action: &Id, forms: &[Form], bounds: Bounds, prefetched: bool, rng: &mut Rng) -> Downloaded {
         let stats = self.stats;
         let started = Instant::now();
         let keep_going = || !self.health.is_switched_off(Direction::Reads);
         let mut key = String::new();
         let mut fetched = Ok((Fetched::NotFound, 0));
+        let mut held = Held { budget: self.temp, bytes: 0 };
         for &form in forms {
             key = self.layout.key_in(action, form);
-            fetched = self
-                .client
-                .retrier
-                .run(bounds.deadline, rng, &keep_going, || self.fetch_once(action, &key, form, bounds));
+            fetched = self.client.retrier.run(bounds.deadline, rng, &keep_going, || {
+                held.reset();
+                self.fetch_once(action, &key, form, bounds, &mut held)
+            });
             if !matches!(fetched, Ok((Fetched::NotFound, _))) {
                 break;
             }
@@ -75,7 +175,8 @@ impl Downloader<'_> {
                         action: *action,
                         basis: Basis::Downloaded { metadata, etag },
                     });
-                    return (Lookup::Hit { hit: crate::local::Hit { entry, path }, prefetched }, moved, stale);
+                    let hit = crate::local::Hit { entry, path };
+                    return Downloaded { lookup: Lookup::Hit { hit, prefetched }, moved, stale, absent: false };
                 }
                 Err(e) => {
                     log!(0, "storing downloaded {key} locally failed: {e}");
@@ -85,7 +186,7 @@ impl Downloader<'_> {
             Ok((Fetched::NotFound, _)) => {
                 log!(3, "{key}: not in the bucket");
                 stats::inc(&stats.remote_not_found);
-                Lookup::Miss { failed: false }
+                return Downloaded::absent(Lookup::Miss { failed: false });
             }
             Ok((Fetched::Bad { why, bytes }, _)) => {
                 stats::inc(&stats.remote_bad_objects);
@@ -93,13 +194,13 @@ impl Downloader<'_> {
                     stats::add(&stats.prefetch_wasted_bytes, bytes);
                 }
                 log!(1, "ignoring object {key} from the bucket: {why}; go will rebuild it");
-                Lookup::Miss { failed: true }
+                return Downloaded::absent(Lookup::Miss { failed: true });
             }
             Err(e) if e.is_access_denied() => {
                 // S3's answer for a missing key to callers without ListBucket permission.
                 log!(3, "{key}: access denied, taken as not in the bucket");
                 stats::inc(&stats.remote_not_found);
-                Lookup::Miss { failed: false }
+                return Downloaded::absent(Lookup::Miss { failed: false });
             }
             Err(e) => {
                 stats::inc(&stats.remote_get_errors);
@@ -110,44 +211,53 @@ impl Downloader<'_> {
                 Lookup::Miss { failed: true }
             }
         };
-        (lookup, 0, None)
+        Downloaded { lookup, moved: 0, stale: None, absent: false }
     }
 
     /// One GET into a temporary file, then verified against the object's metadata; with
     /// the bytes received. The metadata is checked first: a foreign object's body is not
     /// even read.
-    fn fetch_once(&self, action: &Id, key: &str, form: Form, bounds: Bounds) -> Result<(Fetched, u64), S3Error> {
+    fn fetch_once(
+        &self,
+        action: &Id,
+        key: &str,
+        form: Form,
+        bounds: Bounds,
+        held: &mut Held<'_>,
+    ) -> Result<(Fetched, u64), S3Error> {
         let op = || format!("GET {key}");
         let sink = |e: io::Error| S3Error::Sink { op: op(), source: e };
+        let max_output = bounds.max_body;
+        // What may come over the wire: the output, or the frame of an output that size.
+        let wire = match form {
+            Form::Plain => bounds,
+            Form::Lz4 => Bounds { max_body: frame::max_frame_len(max_output), ..bounds },
+        };
         let reading = self.liveness.begin();
-        let fetched = self.client.get_object_with(key, bounds, |info, body| {
+        let fetched = self.client.get_object_with(key, wire, |info, body| {
             self.liveness.alive();
             let mut body = Lively { inner: body, live: self.liveness };
             let body = &mut body;
             if let Err(why) = layout::check_metadata(action, form, info) {
                 return Ok((Fetched::Bad { why, bytes: 0 }, 0));
             }
-            let temp = self.local.temp_file_near(action).map_err(|e| sink(io::Error::other(e)))?;
+            let temp = self.local.download_file_near(action).map_err(|e| sink(io::Error::other(e)))?;
             // The client reads in 32 KB pieces: no buffer is needed in between.
-            let mut writer = Hashing::new(temp);
+            let mut writer = Hashing::new(Budgeted { inner: temp, held: &mut *held });
             let copied = match form {
                 Form::Plain => copy(body, &mut writer),
-                Form::Lz4 => {
-                    let mut decoded =
-                        lz4_flex::frame::FrameDecoder::new(&mut *body).take(bounds.max_body.saturating_add(1));
-                    copy(&mut decoded, &mut writer)
-                }
+                Form::Lz4 => copy(&mut io::Read::take(FrameReader::new(&mut *body), max_output + 1), &mut writer),
             };
             let received = body.inner.received();
             match copied {
-                Ok(n) if n > bounds.max_body => Err(S3Error::Oversized { op: op(), size: n, limit: bounds.max_body }),
+                Ok(n) if n > max_output => Err(S3Error::Oversized { op: op(), size: n, limit: max_output }),
                 Ok(_) => {
                     // The Content-Length of a compressed object is its compressed size: the
                     // decoded length is checked against nothing but the output ID's hash.
                     let size = if form == Form::Plain { info.size } else { None };
                     let info = ObjectInfo { size, ..info.clone() };
-                    let (temp, digest, len) = writer.finish();
-                    let fetched = match layout::verify(action, form, &info, digest, len, temp) {
+                    let (budgeted, digest, len) = writer.finish();
+                    let fetched = match layout::verify(action, form, &info, digest, len, budgeted.inner) {
                         Fetched::Bad { why, .. } => Fetched::Bad { why, bytes: received },
                         other => other,
                     };
@@ -164,6 +274,12 @@ impl Downloader<'_> {
         });
         reading.end(!matches!(&fetched, Err(e) if e.is_timeout()));
         Ok(fetched?.unwrap_or((Fetched::NotFound, 0)))
+    }
+}
+
+impl Downloaded {
+    fn absent(lookup: Lookup) -> Downloaded {
+        Downloaded { lookup, moved: 0, stale: None, absent: true }
     }
 }
 

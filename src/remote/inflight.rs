@@ -14,6 +14,8 @@ struct Flight {
     urgent: bool,
     /// Started by prefetch, before go asked.
     prefetch: bool,
+    /// The output's size as prefetch's manifest gives it.
+    claimed_size: Option<u64>,
     waiters: Vec<Waiter>,
 }
 
@@ -36,6 +38,8 @@ pub struct Started {
     pub urgent: bool,
     /// It was queued by prefetch.
     pub prefetch: bool,
+    /// The output's size as prefetch's manifest gives it.
+    pub claimed_size: Option<u64>,
 }
 
 /// The map of downloads in flight.
@@ -63,7 +67,9 @@ impl InFlight {
                 }
             }
             None => {
-                flights.insert(action, Flight { running: false, urgent: true, prefetch: false, waiters: vec![done] });
+                let flight =
+                    Flight { running: false, urgent: true, prefetch: false, claimed_size: None, waiters: vec![done] };
+                flights.insert(action, flight);
                 Joined::New
             }
         }
@@ -74,13 +80,16 @@ impl InFlight {
         self.lock().contains_key(action)
     }
 
-    /// Prefetch wants `action`; true if no download of it exists yet (the caller queues one).
-    pub fn add_prefetch(&self, action: Id) -> bool {
+    /// Prefetch wants `action`, whose output the manifest says is `size` bytes; true if no
+    /// download of it exists yet (the caller queues one).
+    pub fn add_prefetch(&self, action: Id, size: u64) -> bool {
         let mut flights = self.lock();
         if flights.contains_key(&action) {
             return false;
         }
-        flights.insert(action, Flight { running: false, urgent: false, prefetch: true, waiters: Vec::new() });
+        let flight =
+            Flight { running: false, urgent: false, prefetch: true, claimed_size: Some(size), waiters: Vec::new() };
+        flights.insert(action, flight);
         true
     }
 
@@ -106,7 +115,7 @@ impl InFlight {
             return None;
         }
         flight.running = true;
-        Some(Started { urgent: flight.urgent, prefetch: flight.prefetch })
+        Some(Started { urgent: flight.urgent, prefetch: flight.prefetch, claimed_size: flight.claimed_size })
     }
 
     /// Takes every waiter off every download (the downloads go on, answering nobody):
@@ -149,7 +158,7 @@ mod tests {
         let a = Id([1; 32]);
         assert_eq!(inflight.join(a, counting(&answered)), Joined::New);
         assert_eq!(inflight.join(a, counting(&answered)), Joined::Waiting);
-        assert_eq!(inflight.start(&a), Some(Started { urgent: true, prefetch: false }));
+        assert_eq!(inflight.start(&a), Some(Started { urgent: true, prefetch: false, claimed_size: None }));
         assert_eq!(inflight.start(&a), None, "claimed once");
         assert_eq!(inflight.join(a, counting(&answered)), Joined::Waiting);
         assert_eq!(inflight.finish(&a, &Lookup::Miss { failed: false }), 3);
@@ -162,21 +171,21 @@ mod tests {
         let inflight = InFlight::default();
         let answered = Arc::new(AtomicUsize::new(0));
         let (a, b) = (Id([1; 32]), Id([2; 32]));
-        assert!(inflight.add_prefetch(a));
-        assert!(!inflight.add_prefetch(a));
+        assert!(inflight.add_prefetch(a, 10));
+        assert!(!inflight.add_prefetch(a, 10));
         assert_eq!(inflight.join(a, counting(&answered)), Joined::Promoted);
         assert_eq!(inflight.join(a, counting(&answered)), Joined::Waiting, "promoted once");
-        assert_eq!(inflight.start(&a), Some(Started { urgent: true, prefetch: true }));
-        assert!(inflight.add_prefetch(b));
-        assert_eq!(inflight.start(&b), Some(Started { urgent: false, prefetch: true }));
+        assert_eq!(inflight.start(&a), Some(Started { urgent: true, prefetch: true, claimed_size: Some(10) }));
+        assert!(inflight.add_prefetch(b, 20));
+        assert_eq!(inflight.start(&b), Some(Started { urgent: false, prefetch: true, claimed_size: Some(20) }));
         assert_eq!(inflight.join(b, counting(&answered)), Joined::Waiting);
-        assert!(!inflight.add_prefetch(b), "running");
+        assert!(!inflight.add_prefetch(b, 20), "running");
         assert!(!inflight.withdraw_prefetch(&b), "running");
         assert!(!inflight.withdraw_prefetch(&a), "joined");
         let c = Id([3; 32]);
-        assert!(inflight.add_prefetch(c));
+        assert!(inflight.add_prefetch(c, 30));
         assert!(inflight.withdraw_prefetch(&c));
-        assert!(inflight.add_prefetch(c), "withdrawn");
+        assert!(inflight.add_prefetch(c, 30), "withdrawn");
         assert_eq!(inflight.finish(&a, &Lookup::Miss { failed: false }), 2);
         assert_eq!(inflight.finish(&b, &Lookup::Miss { failed: false }), 1);
         assert_eq!(answered.load(Ordering::Relaxed), 3);

@@ -7,6 +7,7 @@
 //! waits on it, and the server turns that into go's response.
 
 mod download;
+pub mod frame;
 mod health;
 mod inflight;
 pub mod layout;
@@ -26,7 +27,7 @@ use crate::random::Rng;
 use crate::s3::client::{Bounds, Client};
 use crate::server::{Lookup, RemoteTier, Waiter};
 use crate::stats::{self, Stats};
-use download::Downloader;
+use download::{Downloaded, Downloader, TempBudget};
 pub use health::{Direction, Health};
 use inflight::{InFlight, Joined, Started};
 use layout::{Form, Layout};
@@ -74,6 +75,8 @@ pub struct Core {
     refresh_off: AtomicBool,
     /// Downloads in flight and the store's last sign of life in them (stall detection).
     liveness: watch::Liveness,
+    /// The temporary files downloads may hold at once.
+    temp: TempBudget,
 }
 
 /// The running remote tier.
@@ -111,6 +114,7 @@ impl Remote {
             refresh_seen: Mutex::default(),
             refresh_off: AtomicBool::new(false),
             liveness: watch::Liveness::default(),
+            temp: TempBudget::new(config.max_object_size.saturating_mul(2)),
         });
         match core.plan.as_ref().map(|p| p.fast_miss_max_keys).filter(|&n| n > 0) {
             Some(max_keys) => {
@@ -162,6 +166,7 @@ impl Remote {
         }
         self.core.refreshes.close();
         let retrier = &self.core.client.retrier;
+        stats::add(&self.core.stats.temp_bytes_peak, self.core.temp.peak());
         stats::add(&self.core.stats.retries, retrier.retries());
         stats::add(&self.core.stats.retry_budget_exhausted, retrier.exhausted());
         if let Some(plan) = self.core.plan.as_ref().filter(|_| self.core.prefetching()) {
@@ -229,15 +234,20 @@ impl Core {
             }
             // A job queued before reads were switched off is dropped (its waiters, if any,
             // have been answered by the watcher).
-            let (result, moved, stale) = if self.health.is_switched_off(Direction::Reads) {
-                (Lookup::Miss { failed: false }, 0, None)
+            let done = if self.health.is_switched_off(Direction::Reads) {
+                Downloaded { lookup: Lookup::Miss { failed: false }, moved: 0, stale: None, absent: false }
             } else if let Some(hit) = self.fetched_meanwhile(&action, started) {
-                (Lookup::Hit { hit, prefetched: true }, 0, None)
+                Downloaded { lookup: Lookup::Hit { hit, prefetched: true }, moved: 0, stale: None, absent: false }
             } else {
                 let timeout = if started.urgent { self.get_timeout } else { self.background_timeout };
-                let bounds = Bounds { deadline: Some(Instant::now() + timeout), max_body: self.max_object_size };
+                // A prefetch nobody waits for takes no more than the manifest said the
+                // output is, so --prefetch-max-bytes bounds what arrives, not what is claimed.
+                let claimed = started.claimed_size.filter(|_| !started.urgent);
+                let max_body = claimed.map_or(self.max_object_size, |size| size.min(self.max_object_size));
+                let bounds = Bounds { deadline: Some(Instant::now() + timeout), max_body };
                 self.downloader().run(&action, &self.forms(&action), bounds, started.prefetch, &mut rng)
             };
+            let Downloaded { lookup: result, moved, stale, absent } = done;
             if let Some(stale) = stale {
                 self.queue_refresh(stale);
             }
@@ -246,7 +256,7 @@ impl Core {
                 Lookup::Miss { .. } => None,
             };
             if started.prefetch {
-                self.session.prefetched(action, hit.map(|_| moved));
+                self.session.prefetched(action, hit.map(|_| moved), absent);
                 stats::add(&self.stats.prefetched, u64::from(hit.is_some()));
             }
             let waiting = self.inflight.finish(&action, &result);
@@ -294,6 +304,7 @@ impl Core {
             stats: &self.stats,
             health: &self.health,
             liveness: &self.liveness,
+            temp: &self.temp,
             refresh_after: self.refresh_after,
         }
     }

@@ -87,9 +87,11 @@ impl Session {
         lock(&self.unused).contains_key(action)
     }
 
-    /// A prefetch download ended: `got` the size of a verified object (`None`: the bucket
-    /// did not have it usable). A get may have used it already: it is then not waste.
-    pub fn prefetched(&self, action: Id, got: Option<u64>) {
+    /// A prefetch download ended: `got` the size of a verified object (`None`: nothing
+    /// usable came), `absent` when the bucket has no usable object (rather than the
+    /// download failing, or being larger than the manifest said). A get may have used it
+    /// already: it is then not waste.
+    pub fn prefetched(&self, action: Id, got: Option<u64>, absent: bool) {
         let mut unused = lock(&self.unused);
         match got {
             Some(size) => {
@@ -100,7 +102,9 @@ impl Session {
             None => {
                 unused.remove(&action);
                 drop(unused);
-                lock(&self.gone).insert(action);
+                if absent {
+                    lock(&self.gone).insert(action);
+                }
             }
         }
     }
@@ -152,7 +156,7 @@ pub fn start(core: &Arc<Core>, plan: &Plan) {
             log!(1, "prefetch stops at --prefetch-max-bytes {} ({} objects queued)", plan.max_bytes, wanted.len());
             break;
         }
-        if !core.inflight.add_prefetch(entry.action) {
+        if !core.inflight.add_prefetch(entry.action, entry.size) {
             continue;
         }
         // Checked after registering: a get's download stores locally before it leaves the
@@ -259,7 +263,7 @@ mod tests {
         session.prefetch_started(a);
         // The download has stored the output; go finds it before the worker reports back.
         assert!(session.used(&a, &entry(1)), "a prefetch hit");
-        session.prefetched(a, Some(700));
+        session.prefetched(a, Some(700), false);
         assert_eq!(waste(&session), 0, "used, so not waste");
         assert!(!session.fetched_unused(&a));
         assert!(!session.used(&a, &entry(1)), "counted once");
@@ -271,11 +275,16 @@ mod tests {
         let (a, b) = (Id([1; 32]), Id([2; 32]));
         session.prefetch_started(a);
         session.prefetch_started(b);
-        session.prefetched(a, Some(700));
-        session.prefetched(b, None);
+        session.prefetched(a, Some(700), false);
+        session.prefetched(b, None, true);
         assert!(session.fetched_unused(&a));
         assert_eq!(waste(&session), 700);
         assert!(session.is_gone(&b) && !session.is_gone(&a));
+        // A download that failed (or was larger than the manifest said) leaves the get its own try.
+        let c = Id([3; 32]);
+        session.prefetch_started(c);
+        session.prefetched(c, None, false);
+        assert!(!session.is_gone(&c) && !session.fetched_unused(&c));
         assert!(session.used(&a, &entry(1)));
         assert_eq!(waste(&session), 0);
         assert!(!session.used(&b, &entry(2)), "never fetched");

@@ -159,8 +159,12 @@ fn upload(core: &Core, job: &Upload, rng: &mut Rng) {
         stats::inc(&stats.uploads_skipped);
         return;
     }
-    let form = core.write_form;
-    let key = core.layout.key_in(&job.action, form);
+    if job.entry.size > core.max_object_size {
+        // No download would accept it.
+        stats::inc(&stats.uploads_skipped);
+        log!(2, "not uploading action {}: its {} bytes are over --max-object-size", job.action, job.entry.size);
+        return;
+    }
     let metadata = layout::metadata(&job.action, &job.entry);
     let metadata: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let size = job.entry.size;
@@ -170,9 +174,12 @@ fn upload(core: &Core, job: &Upload, rng: &mut Rng) {
     let if_absent = core.listing.was_fast_missed(&job.action);
     // The body as sent: the output file itself, or an LZ4 frame of it (in memory, or in a
     // temporary file for large outputs); its length and hex SHA-256.
-    let body = match form {
-        Form::Plain => Body::File { path: job.path.clone(), compressed: None },
+    let plain = || Body::File { path: job.path.clone(), compressed: None };
+    let body = match core.write_form {
+        Form::Plain => plain(),
         Form::Lz4 => match compress(core, &job.path, size) {
+            // Readers refuse frames that expand beyond the ratio: such an output goes plain.
+            Ok(body) if !super::frame::fits_ratio(size, body.len().unwrap_or(size)) => plain(),
             Ok(body) => body,
             Err(e) => {
                 stats::inc(&stats.upload_errors);
@@ -181,9 +188,12 @@ fn upload(core: &Core, job: &Upload, rng: &mut Rng) {
             }
         },
     };
+    let form = if body.len().is_some() { Form::Lz4 } else { Form::Plain };
+    let key = core.layout.key_in(&job.action, form);
     let (length, sha) = match &body {
-        Body::Memory { bytes, sha } => (bytes.len() as u64, sha.hex()),
-        Body::File { compressed: Some((_, length, sha)), .. } => (*length, sha.hex()),
+        Body::Memory { sha, .. } | Body::File { compressed: Some((_, _, sha)), .. } => {
+            (body.len().unwrap_or(size), sha.hex())
+        }
         Body::File { compressed: None, .. } => (size, job.entry.output_id.hex()),
     };
     let keep_going = || !core.health.is_switched_off(Direction::Writes);
@@ -239,6 +249,16 @@ enum Body {
     File { path: PathBuf, compressed: Option<(TempFile, u64, Id)> },
 }
 
+impl Body {
+    /// The length of the compressed form (`None`: the output as it is).
+    fn len(&self) -> Option<u64> {
+        match self {
+            Body::Memory { bytes, .. } => Some(bytes.len() as u64),
+            Body::File { compressed, .. } => compressed.as_ref().map(|(_, length, _)| *length),
+        }
+    }
+}
+
 /// Outputs up to this size are compressed in memory (at most `--workers` of them at a
 /// time); larger ones into a temporary file. Nine outputs in ten are smaller, and every
 /// temporary file costs an inode created and deleted.
@@ -249,13 +269,13 @@ const IN_MEMORY: u64 = 256 * 1024;
 fn compress(core: &Core, path: &Path, size: u64) -> Result<Body, String> {
     let mut input = File::open(path).map_err(|e| e.to_string())?;
     if size <= IN_MEMORY {
-        let mut encoder = lz4_flex::frame::FrameEncoder::new(Hashing::new(Vec::with_capacity(size as usize / 2 + 64)));
+        let mut encoder = super::frame::encoder(Hashing::new(Vec::with_capacity(size as usize / 2 + 64)));
         io::copy(&mut input, &mut encoder).map_err(|e| e.to_string())?;
         let (bytes, sha, _) = encoder.finish().map_err(|e| e.to_string())?.finish();
         return Ok(Body::Memory { bytes, sha });
     }
     let temp = core.local.temp_file().map_err(|e| e.to_string())?;
-    let mut encoder = lz4_flex::frame::FrameEncoder::new(Hashing::new(BufWriter::with_capacity(64 * 1024, temp)));
+    let mut encoder = super::frame::encoder(Hashing::new(BufWriter::with_capacity(64 * 1024, temp)));
     io::copy(&mut input, &mut encoder).map_err(|e| e.to_string())?;
     let hashing = encoder.finish().map_err(|e| e.to_string())?;
     let (buffered, sha, length) = hashing.finish();

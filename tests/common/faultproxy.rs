@@ -28,7 +28,7 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -121,6 +121,22 @@ pub enum Fault {
     /// The request head is taken, and then nothing more is read from the client (a store
     /// that accepts a PUT's headers and never reads its body); no answer comes.
     NoReadBody,
+    /// A successful response keeps its head (and so the object's metadata) but its body is
+    /// replaced by an LZ4 frame a store should never send (the upstream's body is dropped).
+    Lz4Bomb(Bomb),
+}
+
+/// The LZ4 frames of [`Fault::Lz4Bomb`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bomb {
+    /// 1024 blocks of 64 KB of zeros, 267 bytes each: 64 MiB from 277 KB.
+    Zeros,
+    /// A frame declaring 4 MB blocks (a decoder that trusts it allocates 8 MB), holding one
+    /// stored 64 KB block.
+    BigBlocks,
+    /// 128 stored blocks of 64 KB of noise (8 MiB, what it claims: ratio 1), chunked
+    /// without a Content-Length.
+    Flood,
 }
 
 impl Fault {
@@ -151,6 +167,9 @@ impl Fault {
             Fault::BadContentLength => "bad_content_length",
             Fault::ConflictingContentLength => "conflicting_content_length",
             Fault::NoReadBody => "no_read_body",
+            Fault::Lz4Bomb(Bomb::Zeros) => "lz4_zeros",
+            Fault::Lz4Bomb(Bomb::BigBlocks) => "lz4_big_blocks",
+            Fault::Lz4Bomb(Bomb::Flood) => "lz4_flood",
         }
     }
 
@@ -673,6 +692,8 @@ fn handle_conn(shared: Arc<Shared>, client: TcpStream) {
 enum Item {
     /// Bytes to write at `due`; `pace`: at this many bytes per second.
     Data { bytes: Vec<u8>, due: Instant, pace: Option<u64> },
+    /// Bytes shared by many responses, to write at `due`.
+    Shared { bytes: Arc<Vec<u8>>, due: Instant },
     /// Half-close the destination (shutdown write) at `due`.
     HalfClose { due: Instant },
     /// Close the whole connection at `due`.
@@ -702,6 +723,9 @@ fn run_writer(shared: Arc<Shared>, conn: Arc<Conn>, rx: Receiver<Item>, to_upstr
         let go_on = match item {
             Item::Data { bytes, due, pace } => {
                 conn.wait_until(&shared, due) && send(&shared, &conn, dest, &bytes, bucket, pace, counter)
+            }
+            Item::Shared { bytes, due } => {
+                conn.wait_until(&shared, due) && send(&shared, &conn, dest, &bytes, bucket, None, counter)
             }
             Item::HalfClose { due } => {
                 if conn.wait_until(&shared, due) {
@@ -1297,6 +1321,7 @@ impl ServerReader {
                                 fx.payload += len;
                             }
                         }
+                        Some(Fault::Lz4Bomb(_)) => {}
                         Some(Fault::Rechunk) => {
                             if !seg.is_empty() {
                                 self.out.extend_from_slice(format!("{:x}\r\n", seg.len()).as_bytes());
@@ -1376,6 +1401,9 @@ impl ServerReader {
         let body = response_body(status, info.head_only, &resp.headers);
         match &info.fault {
             Some(Fault::StallBeforeHeaders) => return self.hold(t),
+            Some(Fault::Lz4Bomb(bomb)) if (200..300).contains(&status) && !info.head_only => {
+                return self.bomb(*bomb, head, body, t);
+            }
             Some(Fault::SkewDate { seconds }) => {
                 let seconds = *seconds;
                 head = edit_header(&head, "Date", &|old: Option<&str>| {
@@ -1419,6 +1447,78 @@ impl ServerReader {
         }
         Flow::Continue
     }
+}
+
+impl ServerReader {
+    /// Sends `head` with the bomb's body in place of the upstream's, which is then dropped.
+    fn bomb(&mut self, bomb: Bomb, head: Vec<u8>, body: Option<BodyTracker>, t: Instant) -> Flow {
+        let frame = bomb_frame(bomb);
+        let head = remove_header(&remove_header(&head, "Content-Length"), "Transfer-Encoding");
+        let (framing, length) = if bomb == Bomb::Flood {
+            ("Transfer-Encoding", "chunked".to_string())
+        } else {
+            ("Content-Length", frame.len().to_string())
+        };
+        self.out.extend_from_slice(&edit_header(&head, framing, &|_| length.clone()));
+        if bomb == Bomb::Flood {
+            self.out.extend_from_slice(format!("{:x}\r\n", frame.len()).as_bytes());
+        }
+        let due = self.due(t);
+        if !self.then(t, Item::Shared { bytes: frame, due }) {
+            return Flow::Stop;
+        }
+        if bomb == Bomb::Flood {
+            self.out.extend_from_slice(b"\r\n0\r\n\r\n");
+        }
+        match body {
+            None => {
+                self.conn.completed.fetch_add(1, SeqCst);
+                self.state = RespState::Head;
+            }
+            Some(body) => {
+                let fx =
+                    BodyFx { fault: Some(Fault::Lz4Bomb(bomb)), sent: 0, payload: 0, keep: None, stash: Vec::new() };
+                self.state = RespState::Body { body, fx };
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// The body of a [`Fault::Lz4Bomb`], made once.
+fn bomb_frame(bomb: Bomb) -> Arc<Vec<u8>> {
+    static FRAMES: [OnceLock<Arc<Vec<u8>>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let (slot, blocks, descriptor): (usize, usize, [u8; 3]) = match bomb {
+        // FLG 0x60 (version 1, independent blocks), BD (block size), and the header
+        // checksum: the second byte of xxh32 of FLG and BD.
+        Bomb::Zeros => (0, 1024, [0x60, 0x40, 0x82]),
+        Bomb::BigBlocks => (1, 1, [0x60, 0x70, 0x73]),
+        Bomb::Flood => (2, 128, [0x60, 0x40, 0x82]),
+    };
+    Arc::clone(FRAMES[slot].get_or_init(|| {
+        let mut frame = vec![0x04, 0x22, 0x4D, 0x18];
+        frame.extend_from_slice(&descriptor);
+        let block = if bomb == Bomb::Zeros {
+            // One literal zero, then a match of the rest at offset 1, then 5 literals.
+            let mut block = vec![0x1F, 0x00, 0x01, 0x00];
+            let mut extra = 65_536 - 1 - 5 - 4 - 15;
+            while extra >= 255 {
+                block.push(255);
+                extra -= 255;
+            }
+            block.extend_from_slice(&[extra as u8, 0x50, 0, 0, 0, 0, 0]);
+            block
+        } else {
+            test_body(65_536)
+        };
+        let word = if bomb == Bomb::Zeros { block.len() as u32 } else { 0x8000_0000 | block.len() as u32 };
+        for _ in 0..blocks {
+            frame.extend_from_slice(&word.to_le_bytes());
+            frame.extend_from_slice(&block);
+        }
+        frame.extend_from_slice(&[0; 4]);
+        Arc::new(frame)
+    }))
 }
 
 fn keep_len(len: u64, fraction: f64) -> u64 {
