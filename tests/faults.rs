@@ -12,7 +12,7 @@ use common::faultproxy::{Bomb, Fault, FaultRule, Proxy, ProxyConfig};
 use common::go::{cache_entries, output_path, run_cacheprog, sha256_file, stat, GoRun, Sandbox};
 use common::remote::go_via;
 use common::servers::S3Server;
-use gocacheprog_s3::s3::client::Bounds;
+use gocacheprog_s3::s3::client::{Bounds, Upload};
 use std::time::{Duration, Instant};
 
 fn proxy(server: &S3Server) -> Proxy {
@@ -342,13 +342,7 @@ fn rotate_outputs(server: &S3Server, prefix: &str, strip_actionid: bool) -> Vec<
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
         let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         // Retried as the cache retries (Garage's sqlite answers 503 "database is locked" under load).
-        let mut rng = gocacheprog_s3::random::Rng::fresh();
-        client
-            .retrier
-            .run(None, &mut rng, &|| true, || {
-                client.put_object(key, &mut body.as_slice(), body.len() as u64, &sha, &meta, Bounds::DEFAULT)
-            })
-            .unwrap();
+        client.put_object(key, Upload::Bytes(body), &sha, &meta, Bounds::DEFAULT).unwrap();
     }
     keys
 }

@@ -298,7 +298,7 @@ fn outputs_used_since(
 /// Puts `n` small objects `<prefix>/<hex>` with 8 threads, each retried a few times
 /// (Garage answers 503 "database is locked" under load).
 fn put_many(server: &S3Server, prefix: &str, n: usize) {
-    use gocacheprog_s3::s3::client::Bounds;
+    use gocacheprog_s3::s3::client::{Bounds, Upload};
     let client = server.client();
     let body = b"0123456789";
     let sha = hex::encode(common::go::sha256(body));
@@ -310,7 +310,7 @@ fn put_many(server: &S3Server, prefix: &str, n: usize) {
                     let key = format!("{prefix}/{}", hex::encode(common::go::sha256(&i.to_le_bytes())));
                     let stored = (0..5).any(|attempt| {
                         std::thread::sleep(Duration::from_millis(200 * attempt));
-                        client.put_object(&key, &mut &body[..], 10, sha, &[], Bounds::DEFAULT).is_ok()
+                        client.put_object(&key, Upload::Bytes(body), sha, &[], Bounds::DEFAULT).is_ok()
                     });
                     assert!(stored, "could not put {key}");
                 }

@@ -12,7 +12,7 @@ use common::servers::S3Server;
 use gocacheprog_s3::id::Id;
 use gocacheprog_s3::remote::layout::{Form, Layout};
 use gocacheprog_s3::remote::manifest::{key_name, Manifest, ManifestEntry};
-use gocacheprog_s3::s3::client::{Bounds, Client};
+use gocacheprog_s3::s3::client::{Bounds, Client, Upload};
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::Command;
@@ -168,7 +168,7 @@ fn a_bogus_manifest_costs_only_bandwidth() {
         let sha = hex::encode(sha256(&body));
         let wrong = Id([0x11; 32]).hex();
         let meta = [("outputid", wrong.as_str()), ("actionid", &action.hex())];
-        c.put_object(&layout.key(&action), &mut body.as_slice(), 1000, &sha, &meta, Bounds::DEFAULT).unwrap();
+        c.put_object(&layout.key(&action), Upload::Bytes(&body), &sha, &meta, Bounds::DEFAULT).unwrap();
         entries.push(ManifestEntry { action, output: Id([0x11; 32]), size: 1000, used: now });
     }
     // Objects the bucket never had.
@@ -176,7 +176,7 @@ fn a_bogus_manifest_costs_only_bandwidth() {
     entries.extend(real.entries.iter().copied());
     let bogus = Manifest { entries }.to_bytes();
     let sha = hex::encode(sha256(&bogus));
-    c.put_object(&key, &mut bogus.as_slice(), bogus.len() as u64, &sha, &[], Bounds::DEFAULT).unwrap();
+    c.put_object(&key, Upload::Bytes(&bogus), &sha, &[], Bounds::DEFAULT).unwrap();
 
     let with = go_remote(&sb, &server, "with-bogus", BUILD, &prog);
     let stats = sb.last_stats();
@@ -256,11 +256,11 @@ fn a_fast_miss_of_an_object_uploaded_meanwhile_is_counted() {
     let meta = [("outputid", output.hex()), ("actionid", action.hex()), ("puttime", "1".into())];
     let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let key = Layout::new("late").key_in(&action, Form::Lz4);
-    let mut frame = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    let mut frame = gocacheprog_s3::remote::frame::encoder(Vec::new());
     frame.write_all(&body).unwrap();
     let frame = frame.finish().unwrap();
     let sha = hex::encode(sha256(&frame));
-    c.put_object(&key, &mut frame.as_slice(), frame.len() as u64, &sha, &meta, Bounds::DEFAULT).unwrap();
+    c.put_object(&key, Upload::Bytes(&frame), &sha, &meta, Bounds::DEFAULT).unwrap();
     // This session asks for A (a fast miss), then stores it as go would after compiling.
     let requests = format!(
         "{{\"ID\":1,\"Command\":\"get\",\"ActionID\":\"{a}\"}}\n\n\

@@ -6,7 +6,7 @@
 use crate::common;
 
 use common::servers::S3Server;
-use gocacheprog_s3::s3::client::{Bounds, Client, ClientConfig};
+use gocacheprog_s3::s3::client::{Bounds, Client, ClientConfig, Upload};
 use gocacheprog_s3::s3::endpoint::Endpoint;
 use gocacheprog_s3::s3::error::S3Error;
 use sha2::{Digest, Sha256};
@@ -48,7 +48,7 @@ fn exercise(server: &S3Server) {
         let key = format!("{prefix}{key_tail}");
         let body: Vec<u8> = (0..(i * 5000 + 1)).map(|n| (n * 31 % 251) as u8).collect();
         let sha = hex::encode(Sha256::digest(&body));
-        c.put_object(&key, &mut body.as_slice(), body.len() as u64, &sha, &[("outputid", &sha), ("puttime", "17")], B)
+        c.put_object(&key, Upload::Bytes(&body), &sha, &[("outputid", &sha), ("puttime", "17")], B)
             .unwrap_or_else(|e| panic!("{}: put {key:?}: {e}\n{}", server.kind, server.log()));
 
         let head = c.head_object(&key, B).unwrap_or_else(|e| panic!("{}: head {key:?}: {e}", server.kind));
@@ -194,8 +194,10 @@ fn short_upload_body_is_an_error_not_a_hang() {
     let c = client(&server, &server.region, &server.secret_key);
     let body = b"only ten b";
     let sha = hex::encode(Sha256::digest(body));
+    let file = common::go::scratch_dir("short-upload").join("body");
+    std::fs::write(&file, body).unwrap();
     let started = std::time::Instant::now();
-    let err = c.put_object("short", &mut body.as_slice(), 20, &sha, &[], B).unwrap_err();
+    let err = c.put_object("short", Upload::File { path: &file, size: 20 }, &sha, &[], B).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
     assert!(matches!(err, S3Error::Transport { .. } | S3Error::Body { .. }), "{err}");
     assert!(c.head_object("short", B).unwrap().is_none());
@@ -207,7 +209,7 @@ fn corrupted_upload_is_rejected_by_payload_hash() {
     let c = client(&server, &server.region, &server.secret_key);
     let body = b"the real bytes";
     let wrong_sha = hex::encode(Sha256::digest(b"other bytes"));
-    let err = c.put_object("corrupt", &mut body.as_slice(), body.len() as u64, &wrong_sha, &[], B).unwrap_err();
+    let err = c.put_object("corrupt", Upload::Bytes(body), &wrong_sha, &[], B).unwrap_err();
     // s3s-fs 0.14 answers 500 InternalError here, AWS 400 XAmzContentSHA256Mismatch.
     assert!(err.status().is_some_and(|s| s >= 400), "{err}");
     assert!(c.head_object("corrupt", B).unwrap().is_none());
@@ -253,7 +255,7 @@ fn oversized_objects_are_refused_before_their_body() {
     let c = client(&server, &server.region, &server.secret_key);
     let body = vec![7u8; 100_000];
     let sha = hex::encode(Sha256::digest(&body));
-    c.put_object("big", &mut body.as_slice(), body.len() as u64, &sha, &[], B).unwrap();
+    c.put_object("big", Upload::Bytes(&body), &sha, &[], B).unwrap();
     let mut sink = Vec::new();
     let err = c.get_object("big", &mut sink, Bounds { max_body: 1000, ..B }).unwrap_err();
     assert!(matches!(err, S3Error::Oversized { size: 100_000, limit: 1000, .. }), "{err}");

@@ -5,7 +5,7 @@
 use crate::cli::{Config, RemoteConfig, Setting};
 use crate::random::{self, Rng};
 use crate::remote::layout::Layout;
-use crate::s3::client::{Bounds, Client};
+use crate::s3::client::{Bounds, Client, Upload};
 use crate::s3::credentials::chain::{self, Source};
 use crate::s3::credentials::{self, CredentialSource, Issued};
 use crate::s3::error::S3Error;
@@ -181,12 +181,6 @@ fn find_credentials(remote: &RemoteConfig, report: &mut Report) -> Option<Issued
     }
 }
 
-/// Runs `op` as the cache does (retries, re-signing after a region or clock lesson).
-fn attempt<T>(client: &Client, remote: &RemoteConfig, op: impl FnMut() -> Result<T, S3Error>) -> Result<T, S3Error> {
-    let mut rng = Rng::fresh();
-    client.retrier.run(Some(Instant::now() + remote.timeout), &mut rng, &|| true, op)
-}
-
 fn bounds(remote: &RemoteConfig) -> Bounds {
     Bounds::within(remote.timeout)
 }
@@ -199,9 +193,9 @@ fn probe_round_trip(client: &Client, remote: &RemoteConfig, report: &mut Report)
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
 
     let start = Instant::now();
-    let put = attempt(client, remote, || {
-        client.put_object(&key, &mut body.as_slice(), body.len() as u64, &sha, &[], bounds(remote))
-    });
+    // Each request is tried as the cache tries it (retries, re-signing after a region or
+    // clock lesson), within --timeout.
+    let put = client.put_object(&key, Upload::Bytes(&body), &sha, &[], bounds(remote));
     if let Err(e) = put {
         report.steps.push(failure("write", true, &e, "s3:PutObject", &object_arn(remote), report));
         return;
@@ -210,10 +204,8 @@ fn probe_round_trip(client: &Client, remote: &RemoteConfig, report: &mut Report)
     report.steps.push(Step::ok("write", start, format!("{key}: {} bytes{sse}", body.len())));
 
     let start = Instant::now();
-    let got = attempt(client, remote, || {
-        let mut sink = Vec::new();
-        client.get_object(&key, &mut sink, bounds(remote)).map(|info| info.map(|_| sink))
-    });
+    let mut sink = Vec::new();
+    let got = client.get_object(&key, &mut sink, bounds(remote)).map(|info| info.map(|_| sink));
     match got {
         Err(e) => {
             report.steps.push(failure("read", true, &e, "s3:GetObject", &object_arn(remote), report));
@@ -253,7 +245,7 @@ fn probe_round_trip(client: &Client, remote: &RemoteConfig, report: &mut Report)
 fn delete_probe(client: &Client, remote: &RemoteConfig, report: &mut Report) {
     let key = report.probe_key.clone();
     let start = Instant::now();
-    match attempt(client, remote, || client.delete_object(&key, bounds(remote))) {
+    match client.delete_object(&key, bounds(remote)) {
         Ok(()) => report.steps.push(Step::ok("delete", start, key)),
         Err(e) => {
             let mut step = failure("delete", false, &e, "s3:DeleteObject", &object_arn(remote), report);
@@ -271,7 +263,7 @@ fn list_prefix(client: &Client, remote: &RemoteConfig, report: &mut Report) -> O
     let layout = Layout::new(&remote.prefix);
     let prefix = layout.under("");
     let start = Instant::now();
-    match attempt(client, remote, || client.list_objects(&prefix, None, Some(5), bounds(remote))) {
+    match client.list_objects(&prefix, None, Some(5), bounds(remote)) {
         Ok(page) => {
             let keys: Vec<String> = page.objects.iter().map(|o| o.key.clone()).collect();
             let detail = if keys.is_empty() { format!("{prefix}: empty") } else { format!("{prefix}: has objects") };
@@ -298,10 +290,7 @@ fn probe_reads(client: &Client, remote: &RemoteConfig, layout: &Layout, report: 
     let key = keys.iter().find(|k| layout.parse_key(k).is_some()).cloned().unwrap_or_else(|| report.probe_key.clone());
     let start = Instant::now();
     let limited = Bounds { max_body: remote.max_object_size, ..bounds(remote) };
-    let got = attempt(client, remote, || {
-        let mut sink = std::io::sink();
-        client.get_object(&key, &mut sink, limited)
-    });
+    let got = client.get_object(&key, &mut Vec::new(), limited);
     match got {
         Ok(Some(info)) => {
             report.steps.push(Step::ok("read", start, format!("{key}: {} bytes", info.size.unwrap_or(0))))

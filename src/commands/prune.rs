@@ -9,10 +9,8 @@
 use super::usage::list;
 use crate::cli::{Config, RemoteConfig};
 use crate::clock::Civil;
-use crate::random::Rng;
 use crate::remote::layout::Layout;
 use crate::s3::client::{Bounds, Client};
-use crate::s3::error::S3Error;
 use crate::s3::xml::{self, ListedObject};
 use crate::stats::human_bytes;
 use std::collections::HashSet;
@@ -124,21 +122,15 @@ struct Deleter {
 }
 
 impl Deleter {
-    /// `op`, retried within `--timeout` as every request of the program is.
-    fn retry<T>(&self, rng: &mut Rng, mut op: impl FnMut(Bounds) -> Result<T, S3Error>) -> Result<T, S3Error> {
-        let deadline = Some(Instant::now() + self.timeout);
-        self.client.retrier.run(deadline, rng, &|| true, || op(Bounds { deadline, ..Bounds::DEFAULT }))
-    }
-
     /// One DeleteObjects request for `batch`; returns what is left to delete one by one:
     /// the keys the store said it could not delete, or the whole batch if the request
     /// failed or the store lacks the call.
-    fn batch<'a>(&self, batch: &[&'a ListedObject], rng: &mut Rng) -> Vec<&'a ListedObject> {
+    fn batch<'a>(&self, batch: &[&'a ListedObject]) -> Vec<&'a ListedObject> {
         if self.unsupported.load(Ordering::Relaxed) {
             return batch.to_vec();
         }
         let keys: Vec<&str> = batch.iter().map(|o| o.key.as_str()).collect();
-        match self.retry(rng, |bounds| self.client.delete_objects(&keys, bounds)) {
+        match self.client.delete_objects(&keys, Bounds::within(self.timeout)) {
             Ok(failures) => {
                 let failed: HashSet<&str> = failures.iter().map(|f| f.key.as_str()).collect();
                 let (left, done): (Vec<&ListedObject>, Vec<&ListedObject>) =
@@ -169,8 +161,8 @@ impl Deleter {
         }
     }
 
-    fn single(&self, object: &ListedObject, rng: &mut Rng) {
-        match self.retry(rng, |bounds| self.client.delete_object(&object.key, bounds)) {
+    fn single(&self, object: &ListedObject) {
+        match self.client.delete_object(&object.key, Bounds::within(self.timeout)) {
             Ok(()) => self.deleted(&[object]),
             Err(e) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -191,14 +183,13 @@ impl Deleter {
 }
 
 /// Runs `work` on each item of `items` with at most `threads` threads.
-fn in_parallel<T: Sync>(items: &[T], threads: usize, work: impl Fn(&T, &mut Rng) + Sync) {
+fn in_parallel<T: Sync>(items: &[T], threads: usize, work: impl Fn(&T) + Sync) {
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..threads.min(items.len()) {
             scope.spawn(|| {
-                let mut rng = Rng::fresh();
                 while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    work(item, &mut rng);
+                    work(item);
                 }
             });
         }
@@ -225,12 +216,12 @@ fn delete_all(remote: &RemoteConfig, objects: &[&ListedObject]) -> Outcome {
         objects.iter().copied().partition(|o| xml::fits_xml(&o.key));
     let batches: Vec<&[&ListedObject]> = batchable.chunks(BATCH).collect();
     let singles = Mutex::new(odd);
-    in_parallel(&batches, remote.workers, |batch, rng| {
-        let left = deleter.batch(batch, rng);
+    in_parallel(&batches, remote.workers, |batch| {
+        let left = deleter.batch(batch);
         singles.lock().unwrap_or_else(|p| p.into_inner()).extend(left);
     });
     let singles = singles.into_inner().unwrap_or_else(|p| p.into_inner());
-    in_parallel(&singles, remote.workers, |object, rng| deleter.single(object, rng));
+    in_parallel(&singles, remote.workers, |object| deleter.single(object));
     if deleter.tty {
         eprint!("\r\x1b[K");
     }

@@ -1,4 +1,6 @@
-//! One download: a GET streamed into a temporary file of the local tier while hashed
+//! Downloads: the pool that answers lookups and runs prefetch's work ([`Downloads`], one
+//! queue with two priorities, one download in flight per action), and one download
+//! ([`Downloader`]): a GET streamed into a temporary file of the local tier while hashed
 //! (decompressed on the way for the compressed form), retried while it fails
 //! transiently, verified, and stored locally. The result is a [`Lookup`] for whoever
 //! waits on it (go's get, or nobody for a prefetch).
@@ -9,20 +11,222 @@
 //! together by a [`TempBudget`] on the temporary files they hold at once.
 
 use super::frame::{self, FrameReader};
+use super::inflight::{InFlight, Joined, Started};
 use super::layout::{self, Fetched, Form, Layout};
-use super::refresh::{self, Basis, Refresh};
+use super::listing::Listing;
+use super::pool::{self, Priority, Queue};
+use super::prefetch::Session;
+use super::refresh::{self, Basis, Refresh, Refresher};
 use super::watch::{Lively, Liveness};
-use super::{Direction, Health};
+use super::{Direction, Handles, Health};
 use crate::id::Id;
 use crate::local::{Hashing, LocalTier};
-use crate::random::Rng;
 use crate::s3::client::{Bounds, Client, ObjectInfo};
 use crate::s3::error::S3Error;
-use crate::server::Lookup;
+use crate::server::{Lookup, Waiter};
 use crate::stats::{self, Stats};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The settings downloads follow.
+#[derive(Debug, Clone, Copy)]
+pub struct DownloadSettings {
+    /// Bound on everything one get from go may wait for.
+    pub get_timeout: Duration,
+    /// Bound on a download nobody waits for yet (prefetch).
+    pub background_timeout: Duration,
+    pub max_object_size: u64,
+    /// The form uploads are written in (and lookups try first).
+    pub write_form: Form,
+}
+
+/// The download pool: what go waits for first, prefetch after, one download per action
+/// however many wait for it.
+pub struct Downloads {
+    handles: Handles,
+    listing: Arc<Listing>,
+    /// What the session used and prefetched, when it prefetches.
+    session: Option<Arc<Session>>,
+    refresher: Option<Arc<Refresher>>,
+    settings: DownloadSettings,
+    queue: Queue<Id>,
+    inflight: InFlight,
+    /// Downloads in flight and the store's last sign of life in them (stall detection).
+    liveness: Liveness,
+    /// The temporary files downloads may hold at once.
+    temp: TempBudget,
+}
+
+impl Downloads {
+    /// The pool, with `workers` threads that take only what go waits for.
+    pub fn start(
+        handles: &Handles,
+        listing: &Arc<Listing>,
+        session: Option<Arc<Session>>,
+        refresher: Option<Arc<Refresher>>,
+        settings: DownloadSettings,
+        workers: usize,
+    ) -> Arc<Downloads> {
+        let downloads = Arc::new(Downloads {
+            handles: handles.clone(),
+            listing: Arc::clone(listing),
+            session,
+            refresher,
+            settings,
+            queue: Queue::default(),
+            inflight: InFlight::default(),
+            liveness: Liveness::default(),
+            temp: TempBudget::new(settings.max_object_size.saturating_mul(2)),
+        });
+        downloads.spawn("download", workers, false);
+        downloads
+    }
+
+    /// Starts `count` more workers; `background`: they take prefetch's work too.
+    pub fn spawn(self: &Arc<Self>, name: &str, count: usize, background: bool) {
+        let worker = Arc::clone(self);
+        pool::spawn(name, count, move || worker.work(background));
+    }
+
+    /// go wants `action`: `done` will receive the result of its download.
+    pub fn lookup(&self, action: Id, done: Waiter) {
+        match self.inflight.join(action, done) {
+            Joined::New | Joined::Promoted => {
+                if !self.queue.push(Priority::Urgent, action) {
+                    // Closed: the session is ending; answer whoever waits.
+                    self.inflight.finish(&action, &Lookup::Miss { failed: false });
+                }
+            }
+            Joined::Waiting => {}
+        }
+    }
+
+    /// Whether a download of `action` is queued or running.
+    pub fn is_in_flight(&self, action: &Id) -> bool {
+        self.inflight.contains(action)
+    }
+
+    /// Prefetch wants `action`, whose output the manifest says is `size` bytes; true if
+    /// it is now registered (the caller then queues it, or withdraws it).
+    pub fn claim_prefetch(&self, action: Id, size: u64) -> bool {
+        self.inflight.add_prefetch(action, size)
+    }
+
+    /// Takes back a claim that turned out not to be needed; false if a get joined it.
+    pub fn withdraw_prefetch(&self, action: &Id) -> bool {
+        self.inflight.withdraw_prefetch(action)
+    }
+
+    /// Queues claimed prefetches at background priority; false when the pool is closed.
+    pub fn queue_background(&self, actions: &[Id]) -> bool {
+        self.queue.push_background(actions.iter().copied())
+    }
+
+    /// Takes every get waiting on a download off it, for the caller to answer now (the
+    /// downloads go on, answering nobody).
+    pub fn abandon_waiters(&self) -> Vec<Waiter> {
+        self.inflight.abandon_waiters()
+    }
+
+    /// How long the store has sent nothing while downloads were in flight.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        self.liveness.quiet_for()
+    }
+
+    /// The most bytes of temporary files downloads held at once.
+    pub fn temp_bytes_peak(&self) -> u64 {
+        self.temp.peak()
+    }
+
+    /// Stops the workers; queued downloads are dropped (every get has been answered).
+    pub fn close(&self) {
+        self.queue.close();
+    }
+
+    /// A worker: takes urgent jobs, and background ones if `background`.
+    fn work(&self, background: bool) {
+        while let Some(action) = self.queue.pop(background) {
+            let Some(started) = self.inflight.start(&action) else { continue };
+            let session = self.session.as_deref();
+            if let Some(session) = session.filter(|_| started.prefetch) {
+                session.prefetch_started(action);
+            }
+            let Downloaded { lookup: result, moved, stale, absent } = self.run(&action, started);
+            if let (Some(stale), Some(refresher)) = (stale, &self.refresher) {
+                refresher.queue_downloaded(stale);
+            }
+            let hit = match &result {
+                Lookup::Hit { hit, .. } => Some(hit.entry),
+                Lookup::Miss { .. } => None,
+            };
+            if let Some(session) = session.filter(|_| started.prefetch) {
+                session.prefetched(action, hit.map(|_| moved), absent);
+                stats::add(&self.handles.stats.prefetched, u64::from(hit.is_some()));
+            }
+            let waiting = self.inflight.finish(&action, &result);
+            if let (Some(entry), Some(session), true) = (hit, session, waiting > 0) {
+                session.used(&action, &entry);
+            }
+        }
+    }
+
+    /// The download of `action`, unless it is no longer needed.
+    fn run(&self, action: &Id, started: Started) -> Downloaded {
+        let nothing = |lookup| Downloaded { lookup, moved: 0, stale: None, absent: false };
+        // A job queued before reads were switched off is dropped (its waiters, if any,
+        // have been answered by the watcher).
+        if self.handles.health.is_switched_off(Direction::Reads) {
+            return nothing(Lookup::Miss { failed: false });
+        }
+        if let Some(hit) = self.fetched_meanwhile(action, started) {
+            return nothing(Lookup::Hit { hit, prefetched: true });
+        }
+        let s = &self.settings;
+        let timeout = if started.urgent { s.get_timeout } else { s.background_timeout };
+        // A prefetch nobody waits for takes no more than the manifest said the output is,
+        // so --prefetch-max-bytes bounds what arrives, not what is claimed.
+        let claimed = started.claimed_size.filter(|_| !started.urgent);
+        let max_body = claimed.map_or(s.max_object_size, |size| size.min(s.max_object_size));
+        let bounds = Bounds { deadline: Some(Instant::now() + timeout), max_body };
+        self.downloader().run(action, &self.forms(action), bounds, started.prefetch)
+    }
+
+    /// The local output of `action` when prefetch stored it between go's local miss and
+    /// this get's download starting (the prefetch had left the in-flight map by then).
+    fn fetched_meanwhile(&self, action: &Id, started: Started) -> Option<crate::local::Hit> {
+        let fetched = self.session.as_ref().is_some_and(|s| s.fetched_unused(action));
+        if started.prefetch || !fetched {
+            return None;
+        }
+        self.handles.local.get(action).ok().flatten()
+    }
+
+    /// The forms to look `action` up in, in order: the one the listing saw, else the one
+    /// this program writes first.
+    fn forms(&self, action: &Id) -> Vec<Form> {
+        let write_form = self.settings.write_form;
+        match self.listing.form(action) {
+            Some(Some(form)) => vec![form],
+            _ => vec![write_form, write_form.other()],
+        }
+    }
+
+    fn downloader(&self) -> Downloader<'_> {
+        let h = &self.handles;
+        Downloader {
+            client: &h.client,
+            layout: &h.layout,
+            local: &h.local,
+            stats: &h.stats,
+            health: &h.health,
+            liveness: &self.liveness,
+            temp: &self.temp,
+            refresh_after: self.refresher.as_ref().map(|r| r.after()),
+        }
+    }
+}
 
 /// The temporary files downloads hold at once, bounded for the whole session: a store
 /// that sends what it claims, however much, fills at most `limit` bytes of disk.
@@ -140,19 +344,15 @@ impl Downloader<'_> {
     /// Fetches `action` within `bounds` (`max_body`: the most output bytes) in the first
     /// of `forms` the bucket has, and stores it locally. `prefetched` marks the result of
     /// a download that prefetch started.
-    pub fn run(&self, action: &Id, forms: &[Form], bounds: Bounds, prefetched: bool, rng: &mut Rng) -> Downloaded {
+    pub fn run(&self, action: &Id, forms: &[Form], bounds: Bounds, prefetched: bool) -> Downloaded {
         let stats = self.stats;
         let started = Instant::now();
-        let keep_going = || !self.health.is_switched_off(Direction::Reads);
         let mut key = String::new();
         let mut fetched = Ok((Fetched::NotFound, 0));
         let mut held = Held { budget: self.temp, bytes: 0 };
         for &form in forms {
             key = self.layout.key_in(action, form);
-            fetched = self.client.retrier.run(bounds.deadline, rng, &keep_going, || {
-                held.reset();
-                self.fetch_once(action, &key, form, bounds, &mut held)
-            });
+            fetched = self.fetch(action, &key, form, bounds, &mut held);
             if !matches!(fetched, Ok((Fetched::NotFound, _))) {
                 break;
             }
@@ -214,10 +414,10 @@ impl Downloader<'_> {
         Downloaded { lookup, moved: 0, stale: None, absent: false }
     }
 
-    /// One GET into a temporary file, then verified against the object's metadata; with
-    /// the bytes received. The metadata is checked first: a foreign object's body is not
-    /// even read.
-    fn fetch_once(
+    /// A GET into a temporary file (each attempt a new one), then verified against the
+    /// object's metadata; with the bytes received. The metadata is checked first: a
+    /// foreign object's body is not even read.
+    fn fetch(
         &self,
         action: &Id,
         key: &str,
@@ -235,6 +435,7 @@ impl Downloader<'_> {
         };
         let reading = self.liveness.begin();
         let fetched = self.client.get_object_with(key, wire, |info, body| {
+            held.reset();
             self.liveness.alive();
             let mut body = Lively { inner: body, live: self.liveness };
             let body = &mut body;

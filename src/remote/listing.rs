@@ -15,14 +15,14 @@
 //! that come before the listing is complete are kept and handed over when it is.
 
 use super::layout::Form;
-use super::{refresh, Core, Direction};
+use super::refresh::{self, Refresher};
+use super::Handles;
 use crate::id::Id;
-use crate::random::Rng;
 use crate::s3::client::Bounds;
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Keys per listing page (the S3 maximum).
 const PAGE: u32 = 1000;
@@ -127,21 +127,55 @@ impl Listing {
     }
 }
 
-/// Lists the prefix and publishes the index; runs on its own thread, spawning one per
-/// lane.
-pub fn run(core: &Core, max_keys: usize) {
+/// Lists the prefix on a thread of its own and publishes the index; the local hits seen
+/// before it that it finds due go to `refresher`. Without a thread, no fast misses.
+pub fn start(
+    listing: &Arc<Listing>,
+    handles: &Handles,
+    refresher: Option<Arc<Refresher>>,
+    max_keys: usize,
+    page_timeout: Duration,
+) {
+    let (listing, handles) = (Arc::clone(listing), handles.clone());
+    let spawned = thread::Builder::new().name("listing".into()).spawn({
+        let listing = Arc::clone(&listing);
+        move || {
+            let refresh_after = refresher.as_ref().map(|r| r.after());
+            let due = run(&listing, &handles, max_keys, page_timeout, refresh_after);
+            if let Some(refresher) = &refresher {
+                for action in due {
+                    refresher.queue_listed(action);
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log!(0, "cannot start the bucket listing: {e}; continuing without fast misses");
+        listing.skip();
+    }
+}
+
+/// Lists the prefix (one thread per lane) and publishes the index; returns the local
+/// hits seen before it that it says are due for a refresh.
+fn run(
+    listing: &Listing,
+    handles: &Handles,
+    max_keys: usize,
+    page_timeout: Duration,
+    refresh_after: Option<Duration>,
+) -> Vec<Id> {
     let started = Instant::now();
     let per_lane = max_keys.div_ceil(16);
     let lanes: Vec<Result<Vec<Listed>, String>> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..16u8)
+        let threads: Vec<_> = (0..16u8)
             .map(|digit| {
                 let lane = format!("{:x}", digit);
                 thread::Builder::new()
                     .name(format!("list-{lane}"))
-                    .spawn_scoped(scope, move || list_lane(core, &lane, per_lane))
+                    .spawn_scoped(scope, move || list_lane(handles, &lane, per_lane, page_timeout, refresh_after))
             })
             .collect();
-        handles
+        threads
             .into_iter()
             .map(|h| match h {
                 Ok(handle) => handle.join().unwrap_or_else(|_| Err("listing thread failed".into())),
@@ -165,8 +199,7 @@ pub fn run(core: &Core, max_keys: usize) {
             }
             Err(why) => {
                 log!(1, "no fast misses this session: {why}");
-                core.listing.set(None);
-                return;
+                return listing.set(None);
             }
         }
     }
@@ -179,9 +212,7 @@ pub fn run(core: &Core, max_keys: usize) {
         "fast misses on: the bucket holds {plain} plain and {lz4} compressed outputs, {due} due for a refresh (listed in {:?})",
         started.elapsed()
     );
-    for action in core.listing.set(Some(index)) {
-        core.refresh_listed(action);
-    }
+    listing.set(Some(index))
 }
 
 /// One output of the listing.
@@ -193,26 +224,25 @@ struct Listed {
 }
 
 /// One lane: every key under `<prefix>/<digit>`, at most `limit`.
-fn list_lane(core: &Core, digit: &str, limit: usize) -> Result<Vec<Listed>, String> {
-    let prefix = core.layout.under(digit);
+fn list_lane(
+    handles: &Handles,
+    digit: &str,
+    limit: usize,
+    page_timeout: Duration,
+    refresh_after: Option<Duration>,
+) -> Result<Vec<Listed>, String> {
+    let Handles { client, layout, .. } = handles;
+    let prefix = layout.under(digit);
     let mut found = Vec::new();
     let mut token: Option<String> = None;
-    let mut rng = Rng::fresh();
-    let keep_going = || !core.health.is_switched_off(Direction::Reads);
     loop {
-        let deadline = Some(Instant::now() + core.background_timeout);
-        let bounds = Bounds { deadline, ..Bounds::DEFAULT };
-        let page = core
-            .client
-            .retrier
-            .run(deadline, &mut rng, &keep_going, || {
-                core.client.list_objects(&prefix, token.as_deref(), Some(PAGE), bounds)
-            })
+        let page = client
+            .list_objects(&prefix, token.as_deref(), Some(PAGE), Bounds::within(page_timeout))
             .map_err(|e| e.to_string())?;
-        let now = core.client.now();
+        let now = client.now();
         found.extend(page.objects.iter().filter_map(|o| {
-            let (action, form) = core.layout.parse_key(&o.key)?;
-            let due = refresh::is_due(o.dated(), core.refresh_after, now);
+            let (action, form) = layout.parse_key(&o.key)?;
+            let due = refresh::is_due(o.dated(), refresh_after, now);
             Some(Listed { short: short(&action), form, due })
         }));
         if found.len() > limit {

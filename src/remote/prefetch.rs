@@ -4,12 +4,12 @@
 //! of them joins its download, or finds it local). At the end, the session merges what
 //! it used into the manifest.
 
+use super::download::Downloads;
 use super::manifest::{self, Manifest};
-use super::{lock, Core, Direction};
+use super::{lock, Direction, Handles};
 use crate::entry::Entry;
 use crate::id::Id;
-use crate::random::Rng;
-use crate::s3::client::Bounds;
+use crate::s3::client::{Bounds, Upload};
 use crate::stats;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +37,8 @@ pub struct Plan {
     pub fast_miss_max_keys: usize,
 }
 
-/// What this session used and prefetched.
+/// What this session used and prefetched: kept by downloads, uploads and local hits,
+/// merged into the manifest at the end.
 #[derive(Default)]
 pub struct Session {
     used: Mutex<Used>,
@@ -46,9 +47,21 @@ pub struct Session {
     unused: Mutex<HashMap<Id, u64>>,
     /// Manifest entries the bucket did not have (or had damaged).
     gone: Mutex<HashSet<Id>>,
+}
+
+/// The prefetch job: its plan, the session's use, and the manifest it read.
+pub struct Prefetch {
+    handles: Handles,
+    plan: Plan,
+    session: Arc<Session>,
+    downloads: Arc<Downloads>,
+    /// Objects dated longer ago are refreshed: the manifest is rewritten at that age.
+    refresh_after: Option<Duration>,
+    /// Bound on reading the manifest (`--timeout`).
+    timeout: Duration,
     /// The manifest as read at the start, with its object's date (its last write) when
     /// the bucket had one (`None`: not read).
-    base: Mutex<Option<(Manifest, Option<std::time::SystemTime>)>>,
+    base: Mutex<Option<(Manifest, Option<SystemTime>)>>,
     /// Set once prefetch workers have been started.
     workers_started: AtomicBool,
 }
@@ -114,135 +127,163 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Reads the manifest and queues what is missing locally; runs on its own thread.
-pub fn start(core: &Arc<Core>, plan: &Plan) {
-    let started = Instant::now();
-    let key = core.layout.under(&manifest::key_name(&plan.build_key));
-    let mut body = Vec::new();
-    let deadline = Some(Instant::now() + core.background_timeout);
-    let bounds = Bounds { deadline, max_body: MAX_MANIFEST_BYTES };
-    let keep_going = || !core.health.is_switched_off(Direction::Reads);
-    let found = core.client.retrier.run(deadline, &mut Rng::fresh(), &keep_going, || {
-        body.clear();
-        core.client.get_object(&key, &mut body, bounds)
-    });
-    let (manifest, dated) = match found {
-        Ok(Some(info)) => match Manifest::parse(&body) {
-            Ok(m) => (m, info.last_modified),
-            Err(e) => {
-                log!(1, "ignoring the prefetch manifest {key}: {e}");
+impl Prefetch {
+    /// Reads the manifest and queues what is missing locally, on a thread of its own.
+    pub fn start(
+        handles: &Handles,
+        plan: Plan,
+        session: Arc<Session>,
+        downloads: &Arc<Downloads>,
+        refresh_after: Option<Duration>,
+        timeout: Duration,
+    ) -> Arc<Prefetch> {
+        let prefetch = Arc::new(Prefetch {
+            handles: handles.clone(),
+            plan,
+            session,
+            downloads: Arc::clone(downloads),
+            refresh_after,
+            timeout,
+            base: Mutex::new(None),
+            workers_started: AtomicBool::new(false),
+        });
+        let planner = Arc::clone(&prefetch);
+        if let Err(e) = std::thread::Builder::new().name("prefetch".into()).spawn(move || planner.plan()) {
+            log!(0, "cannot start prefetch: {e}; continuing without it");
+        }
+        prefetch
+    }
+
+    /// What the session used and prefetched.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    fn manifest_key(&self) -> String {
+        self.handles.layout.under(&manifest::key_name(&self.plan.build_key))
+    }
+
+    /// Reads the manifest and queues what is missing locally.
+    fn plan(&self) {
+        let Handles { client, local, stats, health, .. } = &self.handles;
+        let (plan, downloads) = (&self.plan, &self.downloads);
+        let started = Instant::now();
+        let key = self.manifest_key();
+        let mut body = Vec::new();
+        let bounds = Bounds { max_body: MAX_MANIFEST_BYTES, ..Bounds::within(self.timeout) };
+        let (manifest, dated) = match client.get_object(&key, &mut body, bounds) {
+            Ok(Some(info)) => match Manifest::parse(&body) {
+                Ok(m) => (m, info.last_modified),
+                Err(e) => {
+                    log!(1, "ignoring the prefetch manifest {key}: {e}");
+                    (Manifest::default(), None)
+                }
+            },
+            Ok(None) => {
+                log!(2, "no prefetch manifest at {key} yet: this session writes the first");
                 (Manifest::default(), None)
             }
-        },
-        Ok(None) => {
-            log!(2, "no prefetch manifest at {key} yet: this session writes the first");
-            (Manifest::default(), None)
-        }
-        Err(e) => {
-            // Not fatal (and not counted against the bucket's health: reads will tell).
-            log!(1, "cannot read the prefetch manifest {key}: {e}");
-            return;
-        }
-    };
-    stats::add(&core.stats.manifest_entries, manifest.entries.len() as u64);
-    let mut wanted = Vec::new();
-    let mut sent = 0;
-    let mut bytes = 0u64;
-    for entry in manifest.current() {
-        if core.health.is_switched_off(Direction::Reads) {
-            break;
-        }
-        if bytes + entry.size > plan.max_bytes {
-            log!(1, "prefetch stops at --prefetch-max-bytes {} ({} objects queued)", plan.max_bytes, wanted.len());
-            break;
-        }
-        if !core.inflight.add_prefetch(entry.action, entry.size) {
-            continue;
-        }
-        // Checked after registering: a get's download stores locally before it leaves the
-        // map, so checking first could miss one that finished in between and fetch it twice.
-        let local = core.local.get(&entry.action).ok().flatten();
-        if local.is_some_and(|hit| hit.entry.output_id == entry.output)
-            && core.inflight.withdraw_prefetch(&entry.action)
-        {
-            continue;
-        }
-        wanted.push(entry.action);
-        bytes += entry.size;
-        // Queued in batches, so the first downloads start while the rest is checked.
-        if wanted.len() - sent == BATCH {
-            if !queue(core, plan, &wanted[sent..]) {
+            Err(e) => {
+                // Not fatal (and not counted against the bucket's health: reads will tell).
+                log!(1, "cannot read the prefetch manifest {key}: {e}");
                 return;
             }
-            sent = wanted.len();
+        };
+        stats::add(&stats.manifest_entries, manifest.entries.len() as u64);
+        let mut wanted = Vec::new();
+        let mut sent = 0;
+        let mut bytes = 0u64;
+        for entry in manifest.current() {
+            if health.is_switched_off(Direction::Reads) {
+                break;
+            }
+            if bytes + entry.size > plan.max_bytes {
+                log!(1, "prefetch stops at --prefetch-max-bytes {} ({} objects queued)", plan.max_bytes, wanted.len());
+                break;
+            }
+            if !downloads.claim_prefetch(entry.action, entry.size) {
+                continue;
+            }
+            // Checked after registering: a get's download stores locally before it leaves
+            // the map, so checking first could miss one that finished in between and fetch
+            // it twice.
+            let present = local.get(&entry.action).ok().flatten();
+            if present.is_some_and(|hit| hit.entry.output_id == entry.output)
+                && downloads.withdraw_prefetch(&entry.action)
+            {
+                continue;
+            }
+            wanted.push(entry.action);
+            bytes += entry.size;
+            // Queued in batches, so the first downloads start while the rest is checked.
+            if wanted.len() - sent == BATCH {
+                if !self.queue(&wanted[sent..]) {
+                    return;
+                }
+                sent = wanted.len();
+            }
+        }
+        if !self.queue(&wanted[sent..]) {
+            return;
+        }
+        let queued = wanted.len();
+        log!(
+            2,
+            "prefetch: {} manifest entries at {key}, {queued} objects ({}) queued in {:?}",
+            manifest.entries.len(),
+            stats::human_bytes(bytes),
+            started.elapsed()
+        );
+        *lock(&self.base) = Some((manifest, dated));
+    }
+
+    /// Queues `actions` at background priority, starting the prefetch workers with the
+    /// first; false when the session is ending.
+    fn queue(&self, actions: &[Id]) -> bool {
+        if actions.is_empty() {
+            return true;
+        }
+        if !self.workers_started.swap(true, Ordering::Relaxed) {
+            self.downloads.spawn("prefetch", self.plan.workers, true);
+        }
+        self.downloads.queue_background(actions)
+    }
+
+    /// Ends prefetch for the session: counts what it fetched for nothing, and merges what
+    /// the session used into the manifest (written within `bound`).
+    pub fn finish(&self, bound: Duration) {
+        let Handles { client, stats, health, .. } = &self.handles;
+        let session = &self.session;
+        let wasted: u64 = lock(&session.unused).values().sum();
+        stats::add(&stats.prefetch_wasted_bytes, wasted);
+        if !self.plan.write || health.is_switched_off(Direction::Writes) {
+            return;
+        }
+        let Some((base, dated)) = lock(&self.base).take() else { return };
+        let used = std::mem::take(&mut lock(&session.used).order);
+        if used.is_empty() {
+            return;
+        }
+        let now = unix_now();
+        let merged = base.merged(&used, &lock(&session.gone), now);
+        // A manifest in use is rewritten once its object is as old as an output would be
+        // refreshed at, so expiry by date (lifecycle rules, prune) keeps it with its outputs.
+        let object_stale = super::refresh::is_due(dated, self.refresh_after, client.now());
+        if !base.needs_write(&merged, now) && !object_stale {
+            return;
+        }
+        let key = self.manifest_key();
+        let bytes = merged.to_bytes();
+        let sha = crate::s3::sigv4::sha256_hex(&bytes);
+        match client.put_object(&key, Upload::Bytes(&bytes), &sha, &[], Bounds::within(bound)) {
+            Ok(()) => log!(2, "prefetch manifest {key}: {} entries written", merged.entries.len()),
+            Err(e) => log!(1, "cannot write the prefetch manifest {key}: {e}"),
         }
     }
-    if !queue(core, plan, &wanted[sent..]) {
-        return;
-    }
-    let queued = wanted.len();
-    log!(
-        2,
-        "prefetch: {} manifest entries at {key}, {queued} objects ({}) queued in {:?}",
-        manifest.entries.len(),
-        stats::human_bytes(bytes),
-        started.elapsed()
-    );
-    *lock(&core.session.base) = Some((manifest, dated));
 }
 
 /// Prefetch jobs queued at a time.
 const BATCH: usize = 64;
-
-/// Queues `actions` at background priority, starting the prefetch workers with the first;
-/// false when the session is ending.
-fn queue(core: &Arc<Core>, plan: &Plan, actions: &[Id]) -> bool {
-    if actions.is_empty() {
-        return true;
-    }
-    if !core.session.workers_started.swap(true, Ordering::Relaxed) {
-        let worker = Arc::clone(core);
-        super::pool::spawn("prefetch", plan.workers, move || worker.download_loop(true));
-    }
-    core.downloads.push_background(actions.iter().copied())
-}
-
-/// Ends prefetch for the session: counts what it fetched for nothing, and merges what the
-/// session used into the manifest (written within `bound`).
-pub fn finish(core: &Core, plan: &Plan, bound: Duration) {
-    let session = &core.session;
-    let wasted: u64 = lock(&session.unused).values().sum();
-    stats::add(&core.stats.prefetch_wasted_bytes, wasted);
-    if !plan.write || core.health.is_switched_off(Direction::Writes) {
-        return;
-    }
-    let Some((base, dated)) = lock(&session.base).take() else { return };
-    let used = std::mem::take(&mut lock(&session.used).order);
-    if used.is_empty() {
-        return;
-    }
-    let now = unix_now();
-    let merged = base.merged(&used, &lock(&session.gone), now);
-    // A manifest in use is rewritten once its object is as old as an output would be
-    // refreshed at, so expiry by date (lifecycle rules, prune) keeps it with its outputs.
-    let object_stale = super::refresh::is_due(dated, core.refresh_after, core.client.now());
-    if !base.needs_write(&merged, now) && !object_stale {
-        return;
-    }
-    let key = core.layout.under(&manifest::key_name(&plan.build_key));
-    let bytes = merged.to_bytes();
-    let sha = crate::s3::sigv4::sha256_hex(&bytes);
-    let deadline = Some(Instant::now() + bound);
-    let bounds = Bounds { deadline, ..Bounds::DEFAULT };
-    let keep_going = || !core.health.is_switched_off(Direction::Writes);
-    let put = core.client.retrier.run(deadline, &mut Rng::fresh(), &keep_going, || {
-        core.client.put_object(&key, &mut bytes.as_slice(), bytes.len() as u64, &sha, &[], bounds)
-    });
-    match put {
-        Ok(()) => log!(2, "prefetch manifest {key}: {} entries written", merged.entries.len()),
-        Err(e) => log!(1, "cannot write the prefetch manifest {key}: {e}"),
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -9,14 +9,16 @@
 //! passed `layout::check_metadata`): a refresh never vouches for more than the object
 //! proved. Failures only cost the refresh.
 
-use super::pool::Priority;
-use super::{layout, Core, Direction};
+use super::listing::Listing;
+use super::pool::{self, Priority, Queue};
+use super::{layout, Direction, Handles};
 use crate::id::Id;
-use crate::random::Rng;
 use crate::s3::client::Bounds;
 use crate::stats;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Refresh threads: a copy is one small request, and a build refreshes at most its
 /// working set once a day.
@@ -46,76 +48,137 @@ pub fn is_due(dated: Option<SystemTime>, after: Option<Duration>, now: SystemTim
     }
 }
 
-impl Core {
+/// The refresh job: its queue, what it has seen, and the refreshes of downloads the end
+/// of the session waits for.
+pub struct Refresher {
+    handles: Handles,
+    listing: Arc<Listing>,
+    /// Hits on objects dated longer ago than this rewrite the date.
+    after: Duration,
+    /// Bound on one refresh, retries included.
+    timeout: Duration,
+    queue: Queue<Refresh>,
+    /// Refreshes of downloads not done yet, and a signal when that count changes.
+    pending: Mutex<u64>,
+    pending_changed: Condvar,
+    /// Actions whose refresh this session has queued.
+    seen: Mutex<HashSet<Id>>,
+    /// Set when refreshing cannot work with this store or key.
+    off: AtomicBool,
+}
+
+impl Refresher {
+    /// Starts the refresh workers.
+    pub fn start(handles: &Handles, listing: &Arc<Listing>, after: Duration, timeout: Duration) -> Arc<Refresher> {
+        let refresher = Arc::new(Refresher {
+            handles: handles.clone(),
+            listing: Arc::clone(listing),
+            after,
+            timeout,
+            queue: Queue::default(),
+            pending: Mutex::new(0),
+            pending_changed: Condvar::new(),
+            seen: Mutex::default(),
+            off: AtomicBool::new(false),
+        });
+        let worker = Arc::clone(&refresher);
+        pool::spawn("refresh", WORKERS, move || worker.work());
+        refresher
+    }
+
+    /// `--refresh-after`.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+
     /// Queues the refresh of an object the session downloaded; the end of the session
     /// waits for it (within `--close-timeout`).
-    pub(super) fn queue_refresh(&self, job: Refresh) {
-        if self.refresh_off.load(Ordering::Relaxed) || !self.first_refresh(&job.action) {
+    pub fn queue_downloaded(&self, job: Refresh) {
+        if self.off.load(Ordering::Relaxed) || !self.first(&job.action) {
             return;
         }
-        self.refresh_pending.fetch_add(1, Ordering::Relaxed);
-        if !self.refreshes.push(Priority::Urgent, job) {
-            self.refresh_pending.fetch_sub(1, Ordering::Relaxed);
+        self.add_pending(1);
+        if !self.queue.push(Priority::Urgent, job) {
+            self.add_pending(-1);
         }
     }
 
     /// Queues the refresh of an output only hit locally that the listing found due. Best
     /// effort: what is left at the end of the session is dropped, never waited for (a
     /// warm local build must not wait on the bucket), and the next session takes it up.
-    pub(super) fn refresh_listed(&self, action: Id) {
+    pub fn queue_listed(&self, action: Id) {
         let Some(Some(form)) = self.listing.form(&action) else { return };
-        if self.refresh_after.is_none() || self.refresh_off.load(Ordering::Relaxed) || !self.first_refresh(&action) {
+        if self.off.load(Ordering::Relaxed) || !self.first(&action) {
             return;
         }
-        let key = self.layout.key_in(&action, form);
-        self.refreshes.push(Priority::Background, Refresh { key, action, basis: Basis::Listed });
+        let key = self.handles.layout.key_in(&action, form);
+        self.queue.push(Priority::Background, Refresh { key, action, basis: Basis::Listed });
+    }
+
+    /// Waits up to `bound` for the refreshes of downloads, then drops what is left (the
+    /// objects stay due, and the next session that hits them tries again).
+    pub fn finish(&self, bound: Duration) {
+        let end = Instant::now() + bound;
+        let mut pending = super::lock(&self.pending);
+        while *pending > 0 {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            pending = self.pending_changed.wait_timeout(pending, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        drop(pending);
+        self.queue.close();
+    }
+
+    fn add_pending(&self, n: i64) {
+        let mut pending = super::lock(&self.pending);
+        *pending = pending.saturating_add_signed(n);
+        drop(pending);
+        self.pending_changed.notify_all();
     }
 
     /// True the first time this session asks to refresh `action`.
-    fn first_refresh(&self, action: &Id) -> bool {
-        super::lock(&self.refresh_seen).insert(*action)
+    fn first(&self, action: &Id) -> bool {
+        super::lock(&self.seen).insert(*action)
     }
 
     /// A refresh worker: the session's downloads first, then local hits.
-    pub(super) fn refresh_loop(&self) {
-        let mut rng = Rng::fresh();
-        while let Some(job) = self.refreshes.pop(true) {
-            let downloaded = matches!(job.basis, Basis::Downloaded { .. });
-            self.refresh(&job, &mut rng);
-            if downloaded {
-                self.refresh_pending.fetch_sub(1, Ordering::Relaxed);
+    fn work(&self) {
+        while let Some(job) = self.queue.pop(true) {
+            self.refresh(&job);
+            if matches!(job.basis, Basis::Downloaded { .. }) {
+                self.add_pending(-1);
             }
         }
     }
 
-    fn refresh(&self, job: &Refresh, rng: &mut Rng) {
-        if self.refresh_off.load(Ordering::Relaxed)
-            || self.health.is_switched_off(Direction::Writes)
-            || self.client.credentials().is_none()
+    fn refresh(&self, job: &Refresh) {
+        let Handles { client, layout, stats, health, .. } = &self.handles;
+        if self.off.load(Ordering::Relaxed)
+            || health.is_switched_off(Direction::Writes)
+            || client.credentials().is_none()
         {
             return;
         }
-        let now = self.client.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).to_string();
-        let keep_going = || !self.health.is_switched_off(Direction::Writes);
-        let deadline = Some(std::time::Instant::now() + self.background_timeout);
-        let bounds = Bounds { deadline, ..Bounds::DEFAULT };
+        let now = client.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).to_string();
+        let bounds = Bounds::within(self.timeout);
         let (metadata, etag): (Vec<(String, String)>, Option<String>) = match &job.basis {
             Basis::Downloaded { metadata, etag } => (metadata.clone(), etag.clone()),
             Basis::Listed => {
-                let head =
-                    self.client.retrier.run(deadline, rng, &keep_going, || self.client.head_object(&job.key, bounds));
-                let form = self.layout.parse_key(&job.key).map(|(_, form)| form);
+                let head = client.head_object(&job.key, bounds);
+                let form = layout.parse_key(&job.key).map(|(_, form)| form);
                 match (head, form) {
                     // Still due (nobody dated it since the listing), and one of ours.
                     (Ok(Some(info)), Some(form))
-                        if is_due(info.last_modified, self.refresh_after, self.client.now())
+                        if is_due(info.last_modified, Some(self.after), client.now())
                             && layout::check_metadata(&job.action, form, &info).is_ok() =>
                     {
                         (info.metadata, info.etag)
                     }
                     (Ok(_), _) => return,
                     (Err(e), _) => {
-                        stats::inc(&self.stats.refresh_errors);
+                        stats::inc(&stats.refresh_errors);
                         log!(2, "refresh: reading {} failed: {e}", job.key);
                         return;
                     }
@@ -126,23 +189,20 @@ impl Core {
         let metadata: Vec<(String, String)> = metadata.into_iter().filter(|(k, _)| k != "refreshed").collect();
         let mut pairs: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         pairs.push(("refreshed", &now));
-        let result = self
-            .client
-            .retrier
-            .run(deadline, rng, &keep_going, || self.client.refresh_object(&job.key, &pairs, etag.as_deref(), bounds));
+        let result = client.refresh_object(&job.key, &pairs, etag.as_deref(), bounds);
         match result {
             Ok(false) => log!(3, "{} was uploaded again since it was read; its new upload dates it", job.key),
             Ok(true) => {
-                stats::inc(&self.stats.refreshes);
+                stats::inc(&stats.refreshes);
                 log!(3, "refreshed the date of {}", job.key);
             }
             Err(e) => {
                 // Not counted against the bucket's health: uploads may work where copies
                 // do not. A store that cannot copy, or a key that may not, stops the
                 // session's refreshes after the first try.
-                stats::inc(&self.stats.refresh_errors);
+                stats::inc(&stats.refresh_errors);
                 let permanent = e.is_access_denied() || matches!(e.code(), Some("NotImplemented" | "InvalidRequest"));
-                if permanent && !self.refresh_off.swap(true, Ordering::Relaxed) {
+                if permanent && !self.off.swap(true, Ordering::Relaxed) {
                     log!(1, "cannot refresh object dates ({e}); objects keep their upload date, so expire them by age");
                 } else {
                     log!(2, "refresh failed: {e}");

@@ -3,21 +3,20 @@
 //! [`Uploads::finish`] waits a bounded time for what is still queued.
 
 use super::layout::{self, Form};
-use super::{pool, Core, Direction};
+use super::listing::Listing;
+use super::prefetch::Session;
+use super::{lock, pool, Direction, Handles};
 use crate::entry::Entry;
 use crate::id::Id;
 use crate::local::{Hashing, TempFile};
-use crate::random::Rng;
-use crate::s3::client::Bounds;
-use crate::s3::error::S3Error;
+use crate::s3::client::{Bounds, Upload as Sent};
 use crate::stats::{self, human_bytes};
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// After this long, the end of a session tells the user what it is waiting for.
@@ -34,53 +33,88 @@ struct Upload {
 
 /// The upload side of the remote tier.
 pub struct Uploads {
-    core: Arc<Core>,
+    worker: Arc<Worker>,
     sender: Mutex<Option<SyncSender<Upload>>>,
-    progress: Arc<Progress>,
 }
 
+/// What the upload threads share.
+struct Worker {
+    handles: Handles,
+    listing: Arc<Listing>,
+    /// What the session used, when it keeps a manifest (an upload is a use).
+    session: Option<Arc<Session>>,
+    /// The form uploads are written in.
+    write_form: Form,
+    max_object_size: u64,
+    progress: Progress,
+}
+
+/// Uploads queued and not done, and a signal when that changes.
 #[derive(Default)]
 struct Progress {
-    pending: AtomicU64,
-    pending_bytes: AtomicU64,
+    /// (uploads, bytes) not done yet.
+    pending: Mutex<(u64, u64)>,
+    changed: Condvar,
     /// Set when the end of the session gave up waiting: what is left is skipped.
     abandon: AtomicBool,
 }
 
 impl Progress {
+    fn add(&self, size: u64) {
+        let mut pending = lock(&self.pending);
+        pending.0 += 1;
+        pending.1 += size;
+    }
+
     fn done(&self, size: u64) {
-        self.pending_bytes.fetch_sub(size, Ordering::Relaxed);
-        self.pending.fetch_sub(1, Ordering::Relaxed);
+        let mut pending = lock(&self.pending);
+        pending.0 -= 1;
+        pending.1 -= size;
+        drop(pending);
+        self.changed.notify_all();
     }
 }
 
 impl Uploads {
-    /// Starts `workers` upload threads behind a queue of at most `queue_len` uploads.
-    pub fn start(core: Arc<Core>, workers: usize, queue_len: usize) -> Uploads {
+    /// Starts `workers` upload threads behind a queue of at most `queue_len` uploads,
+    /// written in `settings.0`, none larger than `settings.1` (`--max-object-size`).
+    pub fn start(
+        handles: &Handles,
+        listing: &Arc<Listing>,
+        session: Option<Arc<Session>>,
+        settings: (Form, u64),
+        workers: usize,
+        queue_len: usize,
+    ) -> Uploads {
         let (sender, receiver) = mpsc::sync_channel::<Upload>(queue_len);
         let receiver = Arc::new(Mutex::new(receiver));
-        let progress = Arc::new(Progress::default());
-        let (worker_core, worker_progress) = (Arc::clone(&core), Arc::clone(&progress));
-        pool::spawn("upload", workers, move || {
-            work(&worker_core, &worker_progress, &receiver);
+        let (write_form, max_object_size) = settings;
+        let worker = Arc::new(Worker {
+            handles: handles.clone(),
+            listing: Arc::clone(listing),
+            session,
+            write_form,
+            max_object_size,
+            progress: Progress::default(),
         });
-        Uploads { core, sender: Mutex::new(Some(sender)), progress }
+        let threads = Arc::clone(&worker);
+        pool::spawn("upload", workers, move || threads.work(&receiver));
+        Uploads { worker, sender: Mutex::new(Some(sender)) }
     }
 
     /// Queues an upload; never blocks. A full queue or a switched-off bucket skips it.
     pub fn push(&self, action: Id, entry: Entry, path: PathBuf) {
-        let stats = &self.core.stats;
-        if self.core.health.is_off(Direction::Writes) {
+        let Handles { stats, health, .. } = &self.worker.handles;
+        if health.is_off(Direction::Writes) {
             stats::inc(&stats.uploads_skipped);
             return;
         }
         // Granted while switched off: this upload is the probe.
-        let probe = self.core.health.is_switched_off(Direction::Writes);
-        let progress = &self.progress;
-        progress.pending.fetch_add(1, Ordering::Relaxed);
-        progress.pending_bytes.fetch_add(entry.size, Ordering::Relaxed);
+        let probe = health.is_switched_off(Direction::Writes);
+        let progress = &self.worker.progress;
+        progress.add(entry.size);
         let size = entry.size;
-        let sent = match super::lock(&self.sender).as_ref() {
+        let sent = match lock(&self.sender).as_ref() {
             Some(tx) => match tx.try_send(Upload { action, entry, path, probe }) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
@@ -100,20 +134,21 @@ impl Uploads {
     /// Stops taking uploads and waits up to `bound` for the queued ones, telling the user
     /// on stderr when that takes a while. What is left after `bound` is skipped.
     pub fn finish(&self, bound: Duration) {
-        super::lock(&self.sender).take();
-        let progress = &self.progress;
+        lock(&self.sender).take();
+        let progress = &self.worker.progress;
         let start = Instant::now();
         let mut next_progress = PROGRESS_AFTER;
-        while progress.pending.load(Ordering::Relaxed) > 0 {
+        let mut pending = lock(&progress.pending);
+        while pending.0 > 0 {
             let waited = start.elapsed();
             if waited >= bound {
                 // Counted here, once: the workers skip what is left without counting it.
                 progress.abandon.store(true, Ordering::Relaxed);
-                let left = progress.pending.load(Ordering::Relaxed);
-                stats::add(&self.core.stats.uploads_skipped, left);
+                stats::add(&self.worker.handles.stats.uploads_skipped, pending.0);
                 log!(
                     0,
-                    "gave up on {left} uploads after --close-timeout {:?}; those outputs stay in the local cache only",
+                    "gave up on {} uploads after --close-timeout {:?}; those outputs stay in the local cache only",
+                    pending.0,
                     bound
                 );
                 return;
@@ -122,120 +157,107 @@ impl Uploads {
                 log!(
                     0,
                     "waiting for {} uploads ({}) to reach the bucket (at most {}s more)",
-                    progress.pending.load(Ordering::Relaxed),
-                    human_bytes(progress.pending_bytes.load(Ordering::Relaxed)),
+                    pending.0,
+                    human_bytes(pending.1),
                     bound.saturating_sub(waited).as_secs()
                 );
                 next_progress = waited + Duration::from_secs(10);
             }
-            thread::sleep(Duration::from_millis(5));
+            let wake = bound.min(next_progress).saturating_sub(waited);
+            pending = progress.changed.wait_timeout(pending, wake).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 }
 
-fn work(core: &Core, progress: &Progress, receiver: &Mutex<Receiver<Upload>>) {
-    let mut rng = Rng::fresh();
-    loop {
-        let job = match super::lock(receiver).recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
+impl Worker {
+    fn work(&self, receiver: &Mutex<Receiver<Upload>>) {
+        loop {
+            let job = match lock(receiver).recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            };
+            if !self.progress.abandon.load(Ordering::Relaxed) {
+                self.upload(&job);
+            }
+            self.progress.done(job.entry.size);
+        }
+    }
+
+    fn upload(&self, job: &Upload) {
+        let Handles { client, layout, stats, health, .. } = &self.handles;
+        if !job.probe && health.is_switched_off(Direction::Writes) {
+            stats::inc(&stats.uploads_skipped);
+            return;
+        }
+        if client.credentials().is_none() {
+            // Anonymous (--no-sign-request, or the chain found nothing): reads only.
+            stats::inc(&stats.uploads_skipped);
+            return;
+        }
+        if job.entry.size > self.max_object_size {
+            // No download would accept it.
+            stats::inc(&stats.uploads_skipped);
+            log!(2, "not uploading action {}: its {} bytes are over --max-object-size", job.action, job.entry.size);
+            return;
+        }
+        let metadata = layout::metadata(&job.action, &job.entry);
+        let metadata: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let size = job.entry.size;
-        if !progress.abandon.load(Ordering::Relaxed) {
-            upload(core, &job, &mut rng);
-        }
-        progress.done(size);
-    }
-}
-
-fn upload(core: &Core, job: &Upload, rng: &mut Rng) {
-    let stats = &core.stats;
-    if !job.probe && core.health.is_switched_off(Direction::Writes) {
-        stats::inc(&stats.uploads_skipped);
-        return;
-    }
-    if core.client.credentials().is_none() {
-        // Anonymous (--no-sign-request, or the chain found nothing): reads only.
-        stats::inc(&stats.uploads_skipped);
-        return;
-    }
-    if job.entry.size > core.max_object_size {
-        // No download would accept it.
-        stats::inc(&stats.uploads_skipped);
-        log!(2, "not uploading action {}: its {} bytes are over --max-object-size", job.action, job.entry.size);
-        return;
-    }
-    let metadata = layout::metadata(&job.action, &job.entry);
-    let metadata: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let size = job.entry.size;
-    let started = Instant::now();
-    // A fast-missed output may have been uploaded by another machine since the listing:
-    // create-only (If-None-Match: *) tells, where the store honours it, at no extra cost.
-    let if_absent = core.listing.was_fast_missed(&job.action);
-    // The body as sent: the output file itself, or an LZ4 frame of it (in memory, or in a
-    // temporary file for large outputs); its length and hex SHA-256.
-    let plain = || Body::File { path: job.path.clone(), compressed: None };
-    let body = match core.write_form {
-        Form::Plain => plain(),
-        Form::Lz4 => match compress(core, &job.path, size) {
-            // Readers refuse frames that expand beyond the ratio: such an output goes plain.
-            Ok(body) if !super::frame::fits_ratio(size, body.len().unwrap_or(size)) => plain(),
-            Ok(body) => body,
+        let started = Instant::now();
+        // A fast-missed output may have been uploaded by another machine since the
+        // listing: create-only (If-None-Match: *) tells, where the store honours it, at
+        // no extra cost.
+        let if_absent = self.listing.was_fast_missed(&job.action);
+        // The body as sent: the output file itself, or an LZ4 frame of it (in memory, or
+        // in a temporary file for large outputs); its length and hex SHA-256.
+        let plain = || Body::File { path: job.path.clone(), compressed: None };
+        let body = match self.write_form {
+            Form::Plain => plain(),
+            Form::Lz4 => match compress(&self.handles, &job.path, size) {
+                // Readers refuse frames that expand beyond the ratio: such an output goes plain.
+                Ok(body) if !super::frame::fits_ratio(size, body.len().unwrap_or(size)) => plain(),
+                Ok(body) => body,
+                Err(e) => {
+                    stats::inc(&stats.upload_errors);
+                    log!(0, "cannot compress {} for upload: {e}", job.path.display());
+                    return;
+                }
+            },
+        };
+        let form = if body.len().is_some() { Form::Lz4 } else { Form::Plain };
+        let key = layout.key_in(&job.action, form);
+        let (sent, length, sha) = match &body {
+            Body::Memory { bytes, sha } => (Sent::Bytes(bytes), bytes.len() as u64, sha.hex()),
+            Body::File { path, compressed: Some((_, length, sha)) } => {
+                (Sent::File { path, size: *length }, *length, sha.hex())
+            }
+            Body::File { path, compressed: None } => (Sent::File { path, size }, size, job.entry.output_id.hex()),
+        };
+        match client.put_object_if(&key, sent, &sha, &metadata, Bounds::DEFAULT, if_absent) {
+            Ok(false) => {
+                health.success(Direction::Writes);
+                stats::inc(&stats.fast_misses_present);
+                log!(3, "{key}: uploaded by someone else since the listing; kept theirs");
+            }
+            Ok(true) => {
+                health.success(Direction::Writes);
+                if let Some(session) = &self.session {
+                    // The session used it, and the bucket now has it.
+                    session.used(&job.action, &job.entry);
+                }
+                stats::inc(&stats.uploads);
+                stats::add(&stats.bytes_uploaded, length);
+                stats::add(&stats.upload_ms, started.elapsed().as_millis() as u64);
+                log!(3, "uploaded {key} ({size} bytes)");
+            }
             Err(e) => {
+                health.failure(Direction::Writes, &e, stats);
                 stats::inc(&stats.upload_errors);
-                log!(0, "cannot compress {} for upload: {e}", job.path.display());
-                return;
+                if e.is_timeout() {
+                    stats::inc(&stats.timeouts);
+                }
+                log!(2, "upload failed: {e}");
             }
-        },
-    };
-    let form = if body.len().is_some() { Form::Lz4 } else { Form::Plain };
-    let key = core.layout.key_in(&job.action, form);
-    let (length, sha) = match &body {
-        Body::Memory { sha, .. } | Body::File { compressed: Some((_, _, sha)), .. } => {
-            (body.len().unwrap_or(size), sha.hex())
-        }
-        Body::File { compressed: None, .. } => (size, job.entry.output_id.hex()),
-    };
-    let keep_going = || !core.health.is_switched_off(Direction::Writes);
-    let result = core.client.retrier.run(None, rng, &keep_going, || {
-        let op = || format!("PUT {key}");
-        match &body {
-            Body::Memory { bytes, .. } => core.client.put_object_if(
-                &key,
-                &mut bytes.as_slice(),
-                length,
-                &sha,
-                &metadata,
-                Bounds::DEFAULT,
-                if_absent,
-            ),
-            Body::File { path, .. } => {
-                let mut file = File::open(path).map_err(|e| S3Error::Sink { op: op(), source: e })?;
-                core.client.put_object_if(&key, &mut file, length, &sha, &metadata, Bounds::DEFAULT, if_absent)
-            }
-        }
-    });
-    match result {
-        Ok(false) => {
-            core.health.success(Direction::Writes);
-            stats::inc(&stats.fast_misses_present);
-            log!(3, "{key}: uploaded by someone else since the listing; kept theirs");
-        }
-        Ok(true) => {
-            core.health.success(Direction::Writes);
-            core.uploaded(&job.action, &job.entry);
-            stats::inc(&stats.uploads);
-            stats::add(&stats.bytes_uploaded, length);
-            stats::add(&stats.upload_ms, started.elapsed().as_millis() as u64);
-            log!(3, "uploaded {key} ({size} bytes)");
-        }
-        Err(e) => {
-            core.health.failure(Direction::Writes, &e, stats);
-            stats::inc(&stats.upload_errors);
-            if e.is_timeout() {
-                stats::inc(&stats.timeouts);
-            }
-            log!(2, "upload failed: {e}");
         }
     }
 }
@@ -266,7 +288,7 @@ const IN_MEMORY: u64 = 256 * 1024;
 
 /// An LZ4 frame of the `size` bytes of the file at `path`, with its SHA-256 (the upload's
 /// payload hash).
-fn compress(core: &Core, path: &Path, size: u64) -> Result<Body, String> {
+fn compress(handles: &Handles, path: &Path, size: u64) -> Result<Body, String> {
     let mut input = File::open(path).map_err(|e| e.to_string())?;
     if size <= IN_MEMORY {
         let mut encoder = super::frame::encoder(Hashing::new(Vec::with_capacity(size as usize / 2 + 64)));
@@ -274,7 +296,7 @@ fn compress(core: &Core, path: &Path, size: u64) -> Result<Body, String> {
         let (bytes, sha, _) = encoder.finish().map_err(|e| e.to_string())?.finish();
         return Ok(Body::Memory { bytes, sha });
     }
-    let temp = core.local.temp_file().map_err(|e| e.to_string())?;
+    let temp = handles.local.temp_file().map_err(|e| e.to_string())?;
     let mut encoder = super::frame::encoder(Hashing::new(BufWriter::with_capacity(64 * 1024, temp)));
     io::copy(&mut input, &mut encoder).map_err(|e| e.to_string())?;
     let hashing = encoder.finish().map_err(|e| e.to_string())?;

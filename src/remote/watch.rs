@@ -10,7 +10,8 @@
 //!   nothing more. After a stall the first probe comes as soon as the stall bound, so a
 //!   store that only hiccuped is back within seconds.
 
-use super::{Core, Direction};
+use super::download::Downloads;
+use super::{Direction, Handles};
 use crate::s3::client::Bounds;
 use crate::server::Lookup;
 use std::io;
@@ -109,48 +110,71 @@ impl<R: io::Read> io::Read for Lively<'_, R> {
     }
 }
 
-/// Starts the watcher thread; it ends when `stop` is set.
-pub fn start(core: &Arc<Core>, stop: &Arc<AtomicBool>) {
-    let (core, stop) = (Arc::clone(core), Arc::clone(stop));
-    let spawned = std::thread::Builder::new().name("bucket-watch".into()).spawn(move || run(&core, &stop));
-    if let Err(e) = spawned {
-        log!(0, "cannot start the bucket watcher: {e}; a stalled store costs each get its --get-timeout");
-    }
+/// The watcher: its thread looks at the downloads and the breaker until stopped.
+pub struct Watcher {
+    handles: Handles,
+    downloads: Arc<Downloads>,
+    /// Bound on one get from go: a stall is half of it, and a probe gets all of it.
+    get_timeout: Duration,
+    stop: AtomicBool,
 }
 
-fn run(core: &Core, stop: &AtomicBool) {
-    let stall_after = core.get_timeout / 2;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(TICK);
-        if !core.health.is_switched_off(Direction::Reads) {
-            match core.liveness.quiet_for() {
-                Some(quiet) if quiet >= stall_after => {
-                    core.health.stalled(Direction::Reads, quiet, stall_after, &core.stats);
+impl Watcher {
+    /// Starts the watcher's thread.
+    pub fn start(handles: &Handles, downloads: &Arc<Downloads>, get_timeout: Duration) -> Arc<Watcher> {
+        let watcher = Arc::new(Watcher {
+            handles: handles.clone(),
+            downloads: Arc::clone(downloads),
+            get_timeout,
+            stop: AtomicBool::new(false),
+        });
+        let running = Arc::clone(&watcher);
+        let spawned = std::thread::Builder::new().name("bucket-watch".into()).spawn(move || running.run());
+        if let Err(e) = spawned {
+            log!(0, "cannot start the bucket watcher: {e}; a stalled store costs each get its --get-timeout");
+        }
+        watcher
+    }
+
+    /// Ends the thread (at its next look; a probe under way runs out first, answering nobody).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn run(&self) {
+        let Handles { health, stats, .. } = &self.handles;
+        let stall_after = self.get_timeout / 2;
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(TICK);
+            if !health.is_switched_off(Direction::Reads) {
+                match self.downloads.quiet_for() {
+                    Some(quiet) if quiet >= stall_after => health.stalled(Direction::Reads, quiet, stall_after, stats),
+                    _ => continue,
                 }
-                _ => continue,
+            }
+            // Reads are off: whoever still waits on a download gives up now.
+            for done in self.downloads.abandon_waiters() {
+                done(&Lookup::Miss { failed: true });
+            }
+            if !health.is_off(Direction::Reads) {
+                self.probe();
             }
         }
-        // Reads are off: whoever still waits on a download gives up now.
-        let waiting = core.inflight.abandon_waiters();
-        for done in waiting {
-            done(&Lookup::Miss { failed: true });
-        }
-        if !core.health.is_off(Direction::Reads) {
-            probe(core);
-        }
     }
-}
 
-/// One GET of a key that does not exist: any answer from the store switches reads back on.
-fn probe(core: &Core) {
-    let key = core.layout.under(PROBE_NAME);
-    let bounds = Bounds { deadline: Some(Instant::now() + core.get_timeout), max_body: 64 * 1024 };
-    match core.client.get_object(&key, &mut io::sink(), bounds) {
-        Ok(_) => core.health.success(Direction::Reads),
-        Err(e) if e.is_access_denied() => core.health.success(Direction::Reads),
-        Err(e) => {
-            log!(2, "probe of the bucket failed: {e}");
-            core.health.failure(Direction::Reads, &e, &core.stats);
+    /// One GET of a key that does not exist: any answer from the store switches reads
+    /// back on.
+    fn probe(&self) {
+        let Handles { client, layout, stats, health, .. } = &self.handles;
+        let key = layout.under(PROBE_NAME);
+        let bounds = Bounds { max_body: 64 * 1024, ..Bounds::within(self.get_timeout) };
+        match client.get_object(&key, &mut Vec::new(), bounds) {
+            Ok(_) => health.success(Direction::Reads),
+            Err(e) if e.is_access_denied() => health.success(Direction::Reads),
+            Err(e) => {
+                log!(2, "probe of the bucket failed: {e}");
+                health.failure(Direction::Reads, &e, stats);
+            }
         }
     }
 }

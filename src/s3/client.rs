@@ -1,5 +1,7 @@
-//! Blocking S3 requests over one shared `ureq` agent: GetObject, HeadObject, PutObject,
-//! CopyObject (refresh), DeleteObject, DeleteObjects and ListObjectsV2, each signed with SigV4 and bounded by timeouts.
+//! The S3 operations a cache needs, over one shared `ureq` agent: GetObject, HeadObject,
+//! PutObject, CopyObject (refresh), DeleteObject, DeleteObjects and ListObjectsV2. Each
+//! says what it sends and what it accepts; signing, retries, bounds and what a refusal
+//! teaches are the one send's (`request`).
 //!
 //! No checksum headers, no `aws-chunked` bodies: plain `Content-Length` bodies with the hex
 //! payload hash, which every S3-compatible store accepts.
@@ -7,16 +9,17 @@
 use super::credentials::{CredentialSource, Credentials};
 use super::endpoint::{Addressing, Endpoint};
 use super::error::S3Error;
+use super::request::{header, Access, Payload, Request};
 use super::retry::Retrier;
-use super::sigv4::{self, Request, Scope, EMPTY_SHA256};
-use super::xml::{self, DeleteFailure, ErrorDoc, ListPage, ListedObject};
-use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::sync::RwLock;
+use super::sigv4::{self, EMPTY_SHA256};
+use super::xml::{self, DeleteFailure, ListPage, ListedObject};
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use ureq::http::{HeaderMap, Response};
-use ureq::{Body, SendBody};
+use ureq::Body;
 
 /// How to reach one bucket.
 #[derive(Debug, Clone)]
@@ -83,29 +86,32 @@ impl ObjectInfo {
     }
 }
 
-/// A client for one bucket; cheap to share between threads.
-pub struct Client {
-    agent: ureq::Agent,
-    config: ClientConfig,
-    /// The store's clock minus ours, in milliseconds, once an answer showed them apart.
-    clock_offset_ms: AtomicI64,
-    /// Retry policy and budget, shared by every request of this client.
-    pub retrier: Retrier,
-    /// The bucket's region (and, on AWS, endpoint), once an answer named it.
-    learned_region: RwLock<Option<(Endpoint, String)>>,
+/// What an upload sends.
+#[derive(Debug, Clone, Copy)]
+pub enum Upload<'a> {
+    Bytes(&'a [u8]),
+    /// The first `size` bytes of a file (read anew for each attempt).
+    File {
+        path: &'a Path,
+        size: u64,
+    },
 }
 
-/// A store clock this far from ours makes signatures fail (S3 allows 15 minutes; a
-/// signature error with the clocks 4 minutes apart is taken as skew too).
-const SKEW: Duration = Duration::from_secs(4 * 60);
+/// Whether a retry of a request on one side of the bucket may start.
+pub type RetryGate = Box<dyn Fn(Access) -> bool + Send + Sync>;
 
-/// `server - local` in milliseconds, when they are at least `SKEW` (4 minutes) apart.
-pub fn skew_ms(server: SystemTime, local: SystemTime) -> Option<i64> {
-    let ms = match server.duration_since(local) {
-        Ok(ahead) => i64::try_from(ahead.as_millis()).ok()?,
-        Err(behind) => -i64::try_from(behind.duration().as_millis()).ok()?,
-    };
-    (ms.unsigned_abs() >= SKEW.as_millis() as u64).then_some(ms)
+/// A client for one bucket; cheap to share between threads.
+pub struct Client {
+    pub(super) agent: ureq::Agent,
+    pub(super) config: ClientConfig,
+    /// The store's clock minus ours, in milliseconds, once an answer showed them apart.
+    pub(super) clock_offset_ms: AtomicI64,
+    /// Retry policy and budget, shared by every request of this client.
+    pub(super) retrier: Retrier,
+    /// Closes retries of a side (the remote tier's breaker); unset: always open.
+    pub(super) gate: OnceLock<RetryGate>,
+    /// The bucket's region (and, on AWS, endpoint), once an answer named it.
+    pub(super) learned_region: RwLock<Option<(Endpoint, String)>>,
 }
 
 impl Client {
@@ -149,60 +155,20 @@ impl Client {
             config,
             clock_offset_ms: AtomicI64::new(0),
             retrier: Retrier::default(),
+            gate: OnceLock::new(),
             learned_region: RwLock::new(None),
         }
     }
 
-    /// The region requests are signed for and the endpoint they go to: the configured
-    /// ones, or what a wrong-region answer taught.
-    fn place(&self) -> (Endpoint, String) {
-        match &*self.learned_region.read().unwrap_or_else(|p| p.into_inner()) {
-            Some(learned) => learned.clone(),
-            None => (self.config.endpoint.clone(), self.config.region.clone()),
-        }
+    /// From now on, a retry of a request on a side `gate` calls closed does not start (set
+    /// once; later calls are ignored).
+    pub fn set_retry_gate(&self, gate: RetryGate) {
+        let _ = self.gate.set(gate);
     }
 
-    /// A wrong-region answer named `region`: sign for it from now on (and, on AWS, send to
-    /// its endpoint). True if signing again may now succeed: the region is new, or another
-    /// request already learned it while this one was in flight (signing is retried once).
-    fn learn_region(&self, region: &str) -> bool {
-        let (endpoint, current) = self.place();
-        if region.is_empty() || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return false;
-        }
-        if region == current {
-            return self.learned_region.read().unwrap_or_else(|p| p.into_inner()).is_some();
-        }
-        let endpoint = if endpoint.is_aws() { Endpoint::aws(region) } else { endpoint };
-        log!(
-            1,
-            "the bucket is in region {region}, not {current}: using {region} (set --region {region} to save this \
-             round trip)"
-        );
-        *self.learned_region.write().unwrap_or_else(|p| p.into_inner()) = Some((endpoint, region.to_string()));
-        true
-    }
-
-    /// The time requests are signed with: ours, corrected by what the store's answers
-    /// showed of its clock.
-    pub fn now(&self) -> SystemTime {
-        let offset = self.clock_offset_ms.load(Ordering::Relaxed);
-        let now = SystemTime::now();
-        if offset >= 0 {
-            now + Duration::from_millis(offset as u64)
-        } else {
-            now - Duration::from_millis(offset.unsigned_abs())
-        }
-    }
-
-    /// The region a wrong-region answer taught this client, if one did.
-    pub fn learned_region(&self) -> Option<String> {
-        self.learned_region.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(_, r)| r.clone())
-    }
-
-    /// How far the store's clock is from ours, as learned from refused signatures (ms).
-    pub fn clock_offset_ms(&self) -> i64 {
-        self.clock_offset_ms.load(Ordering::Relaxed)
+    /// Retries made so far, and retries not made because the budget was spent.
+    pub fn retry_counts(&self) -> (u64, u64) {
+        (self.retrier.retries(), self.retrier.exhausted())
     }
 
     /// The bucket's settings.
@@ -210,72 +176,69 @@ impl Client {
         &self.config
     }
 
-    /// Streams an object into `sink`. `Ok(None)`: no such key (404 `NoSuchKey`; any other
-    /// 404, such as `NoSuchBucket`, is an error).
-    pub fn get_object(&self, key: &str, sink: &mut dyn Write, bounds: Bounds) -> Result<Option<ObjectInfo>, S3Error> {
-        self.get_object_with(key, bounds, |info, body| {
-            let op = body.op.clone();
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                let n = match body.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(body.failure(e)),
-                };
-                sink.write_all(&buf[..n]).map_err(|e| S3Error::Sink { op: op.clone(), source: e })?;
-            }
-            Ok(ObjectInfo { size: Some(body.received), ..info.clone() })
+    /// An object's body and metadata, in memory (for small objects: manifests, probes).
+    /// `Ok(None)`: no such key (404 `NoSuchKey`; any other 404, such as `NoSuchBucket`,
+    /// is an error).
+    pub fn get_object(&self, key: &str, body: &mut Vec<u8>, bounds: Bounds) -> Result<Option<ObjectInfo>, S3Error> {
+        self.get_object_with(key, bounds, |info, reader| {
+            body.clear();
+            reader.read_to_end(body).map_err(|e| reader.failure(e))?;
+            Ok(ObjectInfo { size: Some(reader.received), ..info.clone() })
         })
     }
 
-    /// GETs an object and hands its metadata and body to `read`, whose result it returns.
-    /// `Ok(None)`: no such key, as for [`Client::get_object`]. The body yields exactly
-    /// what the store sent: a body longer than `bounds.max_body`, or shorter than its
-    /// `Content-Length`, fails with the reason in [`BodyReader::failure`].
+    /// GETs an object and hands its metadata and body to `read`, whose result it returns;
+    /// `read` runs again for each attempt. `Ok(None)`: no such key, as for
+    /// [`Client::get_object`]. The body yields exactly what the store sent: a body longer
+    /// than `bounds.max_body`, or shorter than its `Content-Length`, fails with the reason
+    /// in [`BodyReader::failure`].
     pub fn get_object_with<T>(
         &self,
         key: &str,
         bounds: Bounds,
-        read: impl FnOnce(&ObjectInfo, &mut BodyReader) -> Result<T, S3Error>,
+        mut read: impl FnMut(&ObjectInfo, &mut BodyReader) -> Result<T, S3Error>,
     ) -> Result<Option<T>, S3Error> {
         let op = format!("GET {key}");
-        let response = self.send("GET", key, &[], &[], EMPTY_SHA256, None, &op, bounds)?;
-        if response.status().as_u16() == 404 {
-            return self.not_found(response, &op).map(|_| None);
-        }
-        let response = self.check(response, &op)?;
-        let info = object_info(response.headers());
-        if let Some(size) = info.size.filter(|&size| size > bounds.max_body) {
-            return Err(S3Error::Oversized { op, size, limit: bounds.max_body });
-        }
-        let mut body = response.into_body();
-        let mut reader = BodyReader {
-            inner: body.as_reader(),
-            op,
-            received: 0,
-            expected: info.size,
-            max: bounds.max_body,
-            failed: None,
-        };
-        let result = read(&info, &mut reader)?;
-        // A reader that stopped before the end (a decoder at the end of its frame) leaves
-        // the connection unusable: read to the end so it goes back to the pool. Without
-        // this every compressed GET opened a new connection (one more round trip each).
-        let _ = io::copy(&mut (&mut reader).take(64 * 1024), &mut io::sink());
-        Ok(Some(result))
+        let request = Request { method: "GET", key, query: &[], headers: &[], payload: Payload::None, op: &op };
+        self.call(&request, bounds, |response| {
+            if response.status().as_u16() == 404 {
+                return self.not_found(response, &op).map(|_| None);
+            }
+            let response = self.check(response, &op)?;
+            let info = object_info(response.headers());
+            if let Some(size) = info.size.filter(|&size| size > bounds.max_body) {
+                return Err(S3Error::Oversized { op: op.clone(), size, limit: bounds.max_body });
+            }
+            let mut body = response.into_body();
+            let mut reader = BodyReader {
+                inner: body.as_reader(),
+                op: op.clone(),
+                received: 0,
+                expected: info.size,
+                max: bounds.max_body,
+                failed: None,
+            };
+            let result = read(&info, &mut reader)?;
+            // A reader that stopped before the end (a decoder at the end of its frame) leaves
+            // the connection unusable: read to the end so it goes back to the pool. Without
+            // this every compressed GET opened a new connection (one more round trip each).
+            let _ = io::copy(&mut (&mut reader).take(64 * 1024), &mut io::sink());
+            Ok(Some(result))
+        })
     }
 
     /// Object metadata without the body. `Ok(None)`: no such key.
     pub fn head_object(&self, key: &str, bounds: Bounds) -> Result<Option<ObjectInfo>, S3Error> {
         let op = format!("HEAD {key}");
-        let response = self.send("HEAD", key, &[], &[], EMPTY_SHA256, None, &op, bounds)?;
-        if response.status().as_u16() == 404 {
-            // HEAD answers carry no error document: a 404 is a missing key.
-            return Ok(None);
-        }
-        let response = self.check(response, &op)?;
-        Ok(Some(object_info(response.headers())))
+        let request = Request { method: "HEAD", key, query: &[], headers: &[], payload: Payload::None, op: &op };
+        self.call(&request, bounds, |response| {
+            if response.status().as_u16() == 404 {
+                // HEAD answers carry no error document: a 404 is a missing key.
+                return Ok(None);
+            }
+            let response = self.check(response, &op)?;
+            Ok(Some(object_info(response.headers())))
+        })
     }
 
     /// A 404: `NoSuchKey` (or no code at all) is a missing key; any other code (a missing
@@ -288,18 +251,17 @@ impl Client {
         }
     }
 
-    /// Uploads exactly `size` bytes from `body`, whose hex SHA-256 is `sha256_hex` (the
-    /// store rejects a body that does not match). `metadata` names are without `x-amz-meta-`.
+    /// Uploads `body`, whose hex SHA-256 is `sha256_hex` (the store rejects a body that
+    /// does not match). `metadata` names are without `x-amz-meta-`.
     pub fn put_object(
         &self,
         key: &str,
-        body: &mut dyn Read,
-        size: u64,
+        body: Upload<'_>,
         sha256_hex: &str,
         metadata: &[(&str, &str)],
         bounds: Bounds,
     ) -> Result<(), S3Error> {
-        self.put_object_if(key, body, size, sha256_hex, metadata, bounds, false).map(|_| ())
+        self.put_object_if(key, body, sha256_hex, metadata, bounds, false).map(|_| ())
     }
 
     /// [`Client::put_object`], with `If-None-Match: *` when `if_absent`: then `Ok(false)`
@@ -308,8 +270,7 @@ impl Client {
     pub fn put_object_if(
         &self,
         key: &str,
-        body: &mut dyn Read,
-        size: u64,
+        body: Upload<'_>,
         sha256_hex: &str,
         metadata: &[(&str, &str)],
         bounds: Bounds,
@@ -323,15 +284,20 @@ impl Client {
             headers.push(("if-none-match", "*"));
         }
         headers.extend(self.config.upload_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut exact = ExactReader { inner: body, remaining: size };
-        let response = self.send("PUT", key, &[], &headers, sha256_hex, Some((&mut exact, size)), &op, bounds)?;
-        if if_absent && response.status().as_u16() == 412 {
-            let _ = finish(response, &op);
-            return Ok(false);
-        }
-        // The answer's body is read within the stall bound: a store that says 200 and then
-        // holds the connection has not confirmed the upload.
-        finish(self.check(response, &op)?, &op).map(|()| true)
+        let payload = match body {
+            Upload::Bytes(bytes) => Payload::Bytes { bytes, sha256: sha256_hex },
+            Upload::File { path, size } => Payload::File { path, size, sha256: sha256_hex },
+        };
+        let request = Request { method: "PUT", key, query: &[], headers: &headers, payload, op: &op };
+        self.call(&request, bounds, |response| {
+            if if_absent && response.status().as_u16() == 412 {
+                let _ = finish(response, &op);
+                return Ok(false);
+            }
+            // The answer's body is read within the stall bound: a store that says 200 and
+            // then holds the connection has not confirmed the upload.
+            finish(self.check(response, &op)?, &op).map(|()| true)
+        })
     }
 
     /// Copies `key` onto itself with `metadata` in place of its own (`REPLACE`), which
@@ -357,34 +323,29 @@ impl Client {
         }
         headers.extend(names.iter().map(String::as_str).zip(metadata.iter().map(|(_, v)| *v)));
         headers.extend(self.config.upload_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut empty = io::empty();
-        let response = self.send("PUT", key, &[], &headers, EMPTY_SHA256, Some((&mut empty, 0)), &op, bounds)?;
-        if if_match.is_some() && response.status().as_u16() == 412 {
-            let _ = finish(response, &op);
-            return Ok(false);
-        }
-        let response = self.check(response, &op)?;
-        let text = response
-            .into_body()
-            .with_config()
-            .limit(1024 * 1024)
-            .read_to_string()
-            .map_err(|e| S3Error::body(op.clone(), io::Error::other(e)))?;
-        // A copy can fail after its 200 was sent: the error is then the body.
-        if text.contains("<Error>") {
-            let mut doc = xml::parse_error(&text);
-            let creds = self.credentials();
-            doc.redact(&|text| super::credentials::redact_secrets(text, creds.as_ref()));
-            return Err(S3Error::Status { op, status: 200, doc: Box::new(doc) });
-        }
-        Ok(true)
+        let payload = Payload::Bytes { bytes: &[], sha256: EMPTY_SHA256 };
+        let request = Request { method: "PUT", key, query: &[], headers: &headers, payload, op: &op };
+        self.call(&request, bounds, |response| {
+            if if_match.is_some() && response.status().as_u16() == 412 {
+                let _ = finish(response, &op);
+                return Ok(false);
+            }
+            let text = read_text(self.check(response, &op)?, &op, 1024 * 1024)?;
+            // A copy can fail after its 200 was sent: the error is then the body.
+            if text.contains("<Error>") {
+                let mut doc = xml::parse_error(&text);
+                self.redact(&mut doc);
+                return Err(S3Error::Status { op: op.clone(), status: 200, doc: Box::new(doc) });
+            }
+            Ok(true)
+        })
     }
 
     /// Deletes an object (success also when it did not exist).
     pub fn delete_object(&self, key: &str, bounds: Bounds) -> Result<(), S3Error> {
         let op = format!("DELETE {key}");
-        let response = self.send("DELETE", key, &[], &[], EMPTY_SHA256, None, &op, bounds)?;
-        finish(self.check(response, &op)?, &op)
+        let request = Request { method: "DELETE", key, query: &[], headers: &[], payload: Payload::None, op: &op };
+        self.call(&request, bounds, |response| finish(self.check(response, &op)?, &op))
     }
 
     /// Deletes up to 1000 `keys` in one request (DeleteObjects, quiet); each key must
@@ -397,23 +358,19 @@ impl Client {
         // AWS requires Content-MD5 on this call (or a flexible checksum); stores check it.
         let md5 = crate::base64::encode(&super::md5::digest(body.as_bytes()));
         let headers = [("content-md5", md5.as_str()), ("content-type", "application/xml")];
-        let mut reader = body.as_bytes();
-        let size = body.len() as u64;
-        let response =
-            self.send("POST", "", &[("delete", "")], &headers, &sha, Some((&mut reader, size)), &op, bounds)?;
-        let response = self.check(response, &op)?;
-        let text = response
-            .into_body()
-            .with_config()
-            .limit(16 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| S3Error::body(op.clone(), io::Error::other(e)))?;
-        let mut failures = xml::parse_delete_result(&text).map_err(|e| S3Error::body(op, io::Error::other(e)))?;
-        let creds = self.credentials();
-        for failure in &mut failures {
-            failure.message = super::credentials::redact_secrets(&failure.message, creds.as_ref());
-        }
-        Ok(failures)
+        let payload = Payload::Bytes { bytes: body.as_bytes(), sha256: &sha };
+        let request =
+            Request { method: "POST", key: "", query: &[("delete", "")], headers: &headers, payload, op: &op };
+        self.call(&request, bounds, |response| {
+            let text = read_text(self.check(response, &op)?, &op, 16 * 1024 * 1024)?;
+            let mut failures =
+                xml::parse_delete_result(&text).map_err(|e| S3Error::body(op.clone(), io::Error::other(e)))?;
+            let creds = self.credentials();
+            for failure in &mut failures {
+                failure.message = super::credentials::redact_secrets(&failure.message, creds.as_ref());
+            }
+            Ok(failures)
+        })
     }
 
     /// One page of keys under `prefix`, of at most `max_keys` (the store's default, 1000,
@@ -435,19 +392,15 @@ impl Client {
         if let Some(n) = &max_keys {
             query.push(("max-keys", n));
         }
-        let response = self.send("GET", "", &query, &[], EMPTY_SHA256, None, &op, bounds)?;
-        let response = self.check(response, &op)?;
-        let text = response
-            .into_body()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| S3Error::Body { op: op.clone(), source: io::Error::other(e) })?;
-        xml::parse_list(&text).map_err(|e| S3Error::Body { op, source: io::Error::other(e) })
+        let request = Request { method: "GET", key: "", query: &query, headers: &[], payload: Payload::None, op: &op };
+        self.call(&request, bounds, |response| {
+            let text = read_text(self.check(response, &op)?, &op, 64 * 1024 * 1024)?;
+            xml::parse_list(&text).map_err(|e| S3Error::Body { op: op.clone(), source: io::Error::other(e) })
+        })
     }
 
-    /// Every object under `prefix`, page after page, each page retried within
-    /// `page_timeout`; `progress` hears the count so far after each page.
+    /// Every object under `prefix`, page after page, each page within `page_timeout`;
+    /// `progress` hears the count so far after each page.
     pub fn list_all(
         &self,
         prefix: &str,
@@ -456,13 +409,8 @@ impl Client {
     ) -> Result<Vec<ListedObject>, S3Error> {
         let mut objects = Vec::new();
         let mut token: Option<String> = None;
-        let mut rng = crate::random::Rng::fresh();
         loop {
-            let deadline = Some(Instant::now() + page_timeout);
-            let bounds = Bounds { deadline, ..Bounds::DEFAULT };
-            let page = self.retrier.run(deadline, &mut rng, &|| true, || {
-                self.list_objects(prefix, token.as_deref(), Some(1000), bounds)
-            })?;
+            let page = self.list_objects(prefix, token.as_deref(), Some(1000), Bounds::within(page_timeout))?;
             objects.extend(page.objects);
             progress(objects.len());
             match page.next_token {
@@ -472,181 +420,21 @@ impl Client {
         }
     }
 
-    /// Signs and sends one request; `key` empty addresses the bucket itself.
-    fn send(
-        &self,
-        method: &str,
-        key: &str,
-        query: &[(&str, &str)],
-        extra_headers: &[(&str, &str)],
-        payload_hash: &str,
-        body: Option<(&mut dyn Read, u64)>,
-        op: &str,
-        bounds: Bounds,
-    ) -> Result<Response<Body>, S3Error> {
-        let c = &self.config;
-        let (endpoint, region) = self.place();
-        let target = endpoint.target(c.addressing, &c.bucket, key);
-        let query_string = sigv4::canonical_query(query);
-        let url = if query_string.is_empty() { target.url.clone() } else { format!("{}?{query_string}", target.url) };
-        let mut headers: Vec<(&str, String)> = extra_headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let mut debug_strings = None;
-        let signing = match &c.credentials {
-            Some(source) => source.current().map_err(|message| S3Error::Credentials { op: op.to_string(), message })?,
-            None => None,
-        };
-        if let Some(creds) = &signing {
-            headers.push(("x-amz-content-sha256", payload_hash.to_string()));
-            let mut to_sign: Vec<(&str, &str)> = vec![("host", target.host.as_str())];
-            to_sign.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
-            let request = Request { method, path: &target.path, query, headers: &to_sign, payload_hash };
-            let scope = Scope { region: &region, service: "s3" };
-            let signed = sigv4::sign_headers(&request, creds, &scope, self.now());
-            headers.extend(signed.headers.iter().map(|(k, v)| (*k, v.clone())));
-            debug_strings = Some((signed.canonical_request.clone(), signed.string_to_sign.clone()));
-        }
-        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
-        for (name, value) in &headers {
-            builder = builder.header(*name, value.as_str());
-        }
-        let total = match bounds.deadline {
-            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-            None => c.timeout,
-        };
-        if total.is_zero() {
-            return Err(S3Error::Transport { op: op.to_string(), timeout: true, message: "no time left".into() });
-        }
-        let stall = Some(c.stall_timeout.min(total));
-        let result = match body {
-            Some((reader, size)) => {
-                let request = builder
-                    .header("content-length", size.to_string())
-                    .body(SendBody::from_reader(reader))
-                    .map_err(|e| S3Error::Request { op: op.to_string(), message: e.to_string() })?;
-                let configured = self.agent.configure_request(request);
-                let request = configured.timeout_global(Some(total)).timeout_per_read(stall).timeout_per_write(stall);
-                self.agent.run(request.build())
-            }
-            None => {
-                let request =
-                    builder.body(()).map_err(|e| S3Error::Request { op: op.to_string(), message: e.to_string() })?;
-                let configured = self.agent.configure_request(request);
-                let request = configured.timeout_global(Some(total)).timeout_per_read(stall).timeout_per_write(stall);
-                self.agent.run(request.build())
-            }
-        };
-        let response = result.map_err(|e| match (S3Error::transport(op, e), &self.config.proxy) {
-            // The connection that failed may be the proxy's: say so, or the user checks the store.
-            (S3Error::Transport { op, timeout, message }, Some(proxy)) if !message.contains("proxy") => {
-                S3Error::Transport {
-                    op,
-                    timeout,
-                    message: format!("{message} (through the proxy {})", crate::log::without_userinfo(proxy)),
-                }
-            }
-            (other, _) => other,
-        })?;
-        if let Some((canonical, string_to_sign)) = debug_strings {
-            if response.status().as_u16() == 403 {
-                return Ok(with_debug(response, canonical, string_to_sign));
-            }
-        }
-        Ok(response)
-    }
-
-    /// Turns a non-success status into an error, reading the error body to its end.
-    fn check(&self, response: Response<Body>, op: &str) -> Result<Response<Body>, S3Error> {
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(response);
-        }
-        let ours = response.extensions().get::<OurSigningStrings>().cloned();
-        let region_header = header(response.headers(), "x-amz-bucket-region");
-        let server_time = header(response.headers(), "date").and_then(|d| httpdate::parse_http_date(&d).ok());
-        let text = response.into_body().with_config().limit(1024 * 1024).read_to_string().unwrap_or_default();
-        let mut doc = xml::parse_error(&text);
-        if doc.region.is_none() {
-            doc.region = region_header;
-        }
-        // Some stores echo the request's Authorization header or token in their messages.
-        let creds = self.credentials();
-        doc.redact(&|text| super::credentials::redact_secrets(text, creds.as_ref()));
-        if matches!(doc.code.as_deref(), Some("ExpiredToken" | "TokenRefreshRequired")) {
-            // Temporary credentials that expired early: fetch new ones and sign again.
-            if let Some(source) = &self.config.credentials {
-                source.expire();
-                doc.resign = true;
-            }
-        }
-        let wrong_region =
-            matches!(doc.code.as_deref(), Some("AuthorizationHeaderMalformed" | "PermanentRedirect")) || status == 301;
-        if wrong_region {
-            if let Some(region) = doc.region.clone() {
-                doc.resign = self.learn_region(&region);
-            }
-        }
-        if matches!(doc.code.as_deref(), Some("RequestTimeTooSkewed" | "SignatureDoesNotMatch" | "AccessDenied")) {
-            // A request signed before another one taught us the store's clock is refused
-            // too: signing it again with the corrected clock is what helps.
-            let corrected_since = doc.code.as_deref() == Some("RequestTimeTooSkewed") && self.clock_offset_ms() != 0;
-            doc.resign = server_time.is_some_and(|t| self.learn_clock(t) || corrected_since);
-        }
-        if doc.code.as_deref() == Some("SignatureDoesNotMatch") && crate::log::enabled(2) {
-            if let Some(ours) = ours {
-                let token = creds.as_ref().and_then(|c| c.session_token.as_deref());
-                log!(2, "{}", signature_mismatch_report(op, &doc, &ours.0, &ours.1, token));
-            }
-        }
-        Err(S3Error::Status { op: op.to_string(), status, doc: Box::new(doc) })
-    }
-}
-
-impl Client {
     /// The credentials requests are signed with now (`None`: unsigned), for redaction and
     /// for callers that must know whether they can write.
     pub fn credentials(&self) -> Option<Credentials> {
         self.config.credentials.as_ref().and_then(|s| s.current().ok().flatten())
     }
-
-    /// Takes the store's clock from an answer that refused our signature: true when it is
-    /// far enough from ours (by what we sign with now) that signing again will help.
-    fn learn_clock(&self, server: SystemTime) -> bool {
-        let Some(extra) = skew_ms(server, self.now()) else { return false };
-        let offset = self.clock_offset_ms.fetch_add(extra, Ordering::Relaxed) + extra;
-        log!(
-            2,
-            "the store's clock is {:.1}s from ours: signing with the store's time from now on",
-            offset as f64 / 1000.0
-        );
-        true
-    }
 }
 
-/// Both sides of a SignatureDoesNotMatch, for `-vv`. The session token is a credential and
-/// appears in both canonical requests, so it is redacted.
-fn signature_mismatch_report(
-    op: &str,
-    doc: &ErrorDoc,
-    canonical: &str,
-    string_to_sign: &str,
-    token: Option<&str>,
-) -> String {
-    let text = format!(
-        "{op}: SignatureDoesNotMatch\n-- server canonical request:\n{}\n-- our canonical request:\n{canonical}\n\
-         -- server string to sign:\n{}\n-- our string to sign:\n{string_to_sign}",
-        doc.canonical_request.as_deref().unwrap_or("(not sent)"),
-        doc.string_to_sign.as_deref().unwrap_or("(not sent)"),
-    );
-    sigv4::redact(&text, token)
-}
-
-/// Our canonical request and string to sign, kept on a 403 response for the debug log.
-#[derive(Clone)]
-struct OurSigningStrings(String, String);
-
-fn with_debug(mut response: Response<Body>, canonical: String, string_to_sign: String) -> Response<Body> {
-    response.extensions_mut().insert(OurSigningStrings(canonical, string_to_sign));
+/// A (small) response body as text, read to its end within `limit` bytes.
+fn read_text(response: Response<Body>, op: &str, limit: u64) -> Result<String, S3Error> {
     response
+        .into_body()
+        .with_config()
+        .limit(limit)
+        .read_to_string()
+        .map_err(|e| S3Error::body(op.to_string(), io::Error::other(e)))
 }
 
 /// Reads a (small) response body to its end, so the connection can be reused; a body that
@@ -654,10 +442,6 @@ fn with_debug(mut response: Response<Body>, canonical: String, string_to_sign: S
 fn finish(response: Response<Body>, op: &str) -> Result<(), S3Error> {
     let mut reader = response.into_body().into_with_config().limit(1024 * 1024).reader();
     io::copy(&mut reader, &mut io::sink()).map(|_| ()).map_err(|e| S3Error::body(op.to_string(), e))
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 fn object_info(headers: &HeaderMap) -> ObjectInfo {
@@ -737,76 +521,9 @@ impl Read for BodyReader<'_> {
     }
 }
 
-/// Yields exactly `remaining` bytes or fails: a body that ends early must be an error, not
-/// a short read (ureq would otherwise wait for bytes that never come).
-struct ExactReader<'a> {
-    inner: &'a mut dyn Read,
-    remaining: u64,
-}
-
-impl Read for ExactReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("upload body ended {} bytes early", self.remaining),
-            ));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exact_reader_stops_at_size_and_fails_when_short() {
-        let mut data: &[u8] = b"0123456789";
-        let mut r = ExactReader { inner: &mut data, remaining: 4 };
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"0123");
-        let mut data: &[u8] = b"01";
-        let mut r = ExactReader { inner: &mut data, remaining: 4 };
-        let err = r.read_to_end(&mut Vec::new()).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-    }
-
-    #[test]
-    fn signature_report_shows_both_sides_without_the_token() {
-        let doc = ErrorDoc {
-            canonical_request: Some("GET\n/b/k\n\nx-amz-security-token:TOKEN123\n".into()),
-            string_to_sign: Some("AWS4-HMAC-SHA256\nserver".into()),
-            ..Default::default()
-        };
-        let report = signature_mismatch_report(
-            "GET k",
-            &doc,
-            "GET\n/b/k\n\nx-amz-security-token:TOKEN123\nours",
-            "AWS4-HMAC-SHA256\nours",
-            Some("TOKEN123"),
-        );
-        assert!(!report.contains("TOKEN123"), "{report}");
-        assert!(report.contains("-- server canonical request:\nGET\n/b/k"));
-        assert!(report.contains("x-amz-security-token:<redacted>\nours"));
-        assert!(report.contains("-- our string to sign:\nAWS4-HMAC-SHA256\nours"));
-    }
-
-    #[test]
-    fn clocks_further_apart_than_four_minutes_are_skew() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        assert_eq!(skew_ms(t + Duration::from_secs(20 * 60), t), Some(1_200_000));
-        assert_eq!(skew_ms(t - Duration::from_secs(5 * 60), t), Some(-300_000));
-        assert_eq!(skew_ms(t + Duration::from_secs(3 * 60), t), None);
-        assert_eq!(skew_ms(t, t), None);
-    }
 
     #[test]
     fn object_info_reads_metadata_and_dates() {

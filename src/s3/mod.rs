@@ -5,6 +5,7 @@ pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod md5;
+pub mod request;
 pub mod retry;
 pub mod sigv4;
 pub mod transport;

@@ -1,7 +1,7 @@
 //! When a failed request is tried again: the AWS SDKs' "standard" transient set (5xx,
 //! throttling, broken connections), at most [`ATTEMPTS`] attempts, jittered exponential
 //! backoff, and never past the caller's deadline (a timeout is never retried: a second
-//! full wait would double what the build waits).
+//! full wait would double what the build waits). Used by the one send (`request`) only.
 
 use super::error::S3Error;
 use crate::random::Rng;
@@ -27,10 +27,11 @@ pub fn backoff(retry: u32, rng: &mut Rng) -> Duration {
     cap.mul_f64(rng.next_f64())
 }
 
-/// Retry state shared by every request of a client: the budget and its counters. The
-/// waiting between attempts is injected (tests do not sleep).
+/// Retry state shared by every request of a client: the budget, the jitter's generator
+/// and the counters. The waiting between attempts is injected (tests do not sleep).
 pub struct Retrier {
     tokens: Mutex<u32>,
+    rng: Mutex<Rng>,
     retries: AtomicU64,
     exhausted: AtomicU64,
     sleep: fn(Duration),
@@ -45,7 +46,18 @@ impl Default for Retrier {
 impl Retrier {
     /// A full budget; `sleep` waits between attempts.
     pub fn with_sleep(sleep: fn(Duration)) -> Retrier {
-        Retrier { tokens: Mutex::new(BUDGET), retries: AtomicU64::new(0), exhausted: AtomicU64::new(0), sleep }
+        Retrier::with_parts(sleep, Rng::fresh())
+    }
+
+    /// [`Retrier::with_sleep`] with the jitter drawn from `rng` (tests).
+    pub fn with_parts(sleep: fn(Duration), rng: Rng) -> Retrier {
+        Retrier {
+            tokens: Mutex::new(BUDGET),
+            rng: Mutex::new(rng),
+            retries: AtomicU64::new(0),
+            exhausted: AtomicU64::new(0),
+            sleep,
+        }
     }
 
     /// Retries made so far.
@@ -80,7 +92,6 @@ impl Retrier {
     pub fn run<T>(
         &self,
         deadline: Option<Instant>,
-        rng: &mut Rng,
         keep_going: &dyn Fn() -> bool,
         mut op: impl FnMut() -> Result<T, S3Error>,
     ) -> Result<T, S3Error> {
@@ -105,7 +116,7 @@ impl Retrier {
             if !error.is_transient() || attempt >= ATTEMPTS || !keep_going() {
                 return Err(error);
             }
-            let pause = backoff(attempt, rng);
+            let pause = backoff(attempt, &mut self.rng.lock().unwrap_or_else(|p| p.into_inner()));
             if deadline.is_some_and(|d| Instant::now() + pause >= d) {
                 return Err(error);
             }
@@ -152,7 +163,7 @@ mod tests {
     fn transient_failures_are_retried_up_to_the_attempts() {
         let retrier = Retrier::with_sleep(|_| {});
         let calls = Cell::new(0);
-        let result: Result<(), S3Error> = retrier.run(None, &mut Rng::seeded(2), &|| true, || {
+        let result: Result<(), S3Error> = retrier.run(None, &|| true, || {
             calls.set(calls.get() + 1);
             Err(slow_down())
         });
@@ -160,7 +171,7 @@ mod tests {
         assert_eq!(calls.get(), ATTEMPTS);
 
         let calls = Cell::new(0);
-        let result = retrier.run(None, &mut Rng::seeded(2), &|| true, || {
+        let result = retrier.run(None, &|| true, || {
             calls.set(calls.get() + 1);
             if calls.get() < 2 {
                 Err(slow_down())
@@ -175,11 +186,10 @@ mod tests {
 
     #[test]
     fn the_budget_stops_retries_to_a_failing_store_and_successes_refill_it() {
-        let retrier = Retrier::with_sleep(|_| {});
-        let mut rng = Rng::seeded(4);
+        let retrier = Retrier::with_parts(|_| {}, Rng::seeded(4));
         let mut calls = 0;
         for _ in 0..200 {
-            let _ = retrier.run::<()>(None, &mut rng, &|| true, || {
+            let _ = retrier.run::<()>(None, &|| true, || {
                 calls += 1;
                 Err(slow_down())
             });
@@ -189,30 +199,21 @@ mod tests {
         assert_eq!(calls, 200 + BUDGET / RETRY_COST);
         assert!(retrier.exhausted() > 0);
         for _ in 0..10 {
-            retrier.run(None, &mut rng, &|| true, || Ok(())).unwrap();
+            retrier.run(None, &|| true, || Ok(())).unwrap();
         }
         assert_eq!(*retrier.tokens.lock().unwrap(), 10 * REFUND);
         // A retry that succeeds gives its cost back.
         let mut first = true;
-        retrier
-            .run(None, &mut rng, &|| true, || if std::mem::take(&mut first) { Err(slow_down()) } else { Ok(()) })
-            .unwrap();
+        retrier.run(None, &|| true, || if std::mem::take(&mut first) { Err(slow_down()) } else { Ok(()) }).unwrap();
         assert_eq!(*retrier.tokens.lock().unwrap(), 10 * REFUND);
     }
 
     #[test]
     fn a_store_failing_a_third_of_the_time_never_empties_the_budget() {
-        let retrier = Retrier::with_sleep(|_| {});
-        let mut rng = Rng::seeded(6);
+        let retrier = Retrier::with_parts(|_| {}, Rng::seeded(6));
         let mut draws = Rng::seeded(7);
         for _ in 0..10_000 {
-            let _ =
-                retrier.run(
-                    None,
-                    &mut rng,
-                    &|| true,
-                    || if draws.next_f64() < 0.3 { Err(slow_down()) } else { Ok(()) },
-                );
+            let _ = retrier.run(None, &|| true, || if draws.next_f64() < 0.3 { Err(slow_down()) } else { Ok(()) });
         }
         assert_eq!(retrier.exhausted(), 0);
     }
@@ -226,7 +227,7 @@ mod tests {
             doc: Box::new(ErrorDoc { code: Some("RequestTimeTooSkewed".into()), resign: true, ..Default::default() }),
         };
         let calls = Cell::new(0);
-        let result = retrier.run(None, &mut Rng::seeded(5), &|| true, || {
+        let result = retrier.run(None, &|| true, || {
             calls.set(calls.get() + 1);
             if calls.get() == 1 {
                 Err(skewed())
@@ -236,7 +237,7 @@ mod tests {
         });
         assert_eq!(result.unwrap(), 1);
         let calls = Cell::new(0);
-        let result: Result<(), S3Error> = retrier.run(None, &mut Rng::seeded(5), &|| true, || {
+        let result: Result<(), S3Error> = retrier.run(None, &|| true, || {
             calls.set(calls.get() + 1);
             Err(skewed())
         });
@@ -259,7 +260,7 @@ mod tests {
             (slow_down, true, Some(Instant::now())),
         ] {
             let calls = Cell::new(0);
-            let _ = Retrier::with_sleep(|_| {}).run::<()>(deadline, &mut Rng::seeded(3), &|| keep_going, || {
+            let _ = Retrier::with_sleep(|_| {}).run::<()>(deadline, &|| keep_going, || {
                 calls.set(calls.get() + 1);
                 Err(error())
             });

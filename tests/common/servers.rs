@@ -165,8 +165,7 @@ impl S3Server {
                 let why = if bucket_made {
                     match s.client().put_object(
                         "_ready",
-                        &mut &b""[..],
-                        0,
+                        gocacheprog_s3::s3::client::Upload::Bytes(b""),
                         EMPTY_SHA256,
                         &[],
                         Bounds::within(Duration::from_secs(2)),
