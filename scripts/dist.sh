@@ -12,8 +12,8 @@
 # rustup target, musl-tools, mingw-w64, zig and cargo-zigbuild: scripts/lib/build.sh).
 # Reproducible: a commit gives the same archives on every run and checkout (the Linux
 # ones are checked by scripts/check-reproducible.sh): paths remapped, and the archives'
-# entries sorted, owned by 0:0, with fixed modes and the last commit's time
-# (SOURCE_DATE_EPOCH, when set, wins). DIST_DIR moves the output.
+# entries sorted, owned by 0:0, with fixed modes and times: SOURCE_DATE_EPOCH, else the
+# last commit that changed what is built (scripts/lib/build.sh). DIST_DIR moves the output.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
@@ -29,10 +29,8 @@ done
 
 version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO_ROOT/Cargo.toml" | head -n 1)
 [ -n "$version" ] || die "no version in Cargo.toml"
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-	SOURCE_DATE_EPOCH=$(git -C "$REPO_ROOT" log -1 --format=%ct 2>/dev/null) ||
-		die "not a git checkout: set SOURCE_DATE_EPOCH (the archives' file times)"
-fi
+SOURCE_DATE_EPOCH=$(build_epoch)
+[ -n "$SOURCE_DATE_EPOCH" ] || die "not a git checkout: set SOURCE_DATE_EPOCH (the build's and the archives' time)"
 export SOURCE_DATE_EPOCH
 dist=${DIST_DIR:-$REPO_ROOT/dist}
 mkdir -p "$dist"

@@ -12,8 +12,9 @@
 #                               the binary links libSystem and libiconv only)
 #   x86_64-pc-windows-gnu       Debian's mingw-w64 (what rustup's windows-gnu target expects)
 #
-# Reproducible: paths are remapped (the checkout, the cargo home, the target dir), so
-# two clean builds of a commit give the same bytes wherever the checkout is.
+# Reproducible: paths are remapped (the checkout, the cargo home, the target dir), and
+# SOURCE_DATE_EPOCH is fixed (mimalloc's C code holds __DATE__), so two clean builds of a
+# commit give the same bytes wherever the checkout is.
 
 DIST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl x86_64-apple-darwin aarch64-apple-darwin
 	x86_64-pc-windows-gnu)
@@ -74,6 +75,16 @@ ensure_zig() {
 	fi
 }
 
+# build_epoch: SOURCE_DATE_EPOCH when set, else the time of the last commit that changed
+# what is built (so a commit of docs or scripts rebuilds nothing); empty outside git.
+build_epoch() {
+	if [ -n "${SOURCE_DATE_EPOCH:-}" ]; then
+		printf '%s\n' "$SOURCE_DATE_EPOCH"
+	else
+		git -C "$REPO_ROOT" log -1 --format=%ct -- Cargo.toml Cargo.lock src 2>/dev/null || true
+	fi
+}
+
 # target_dir: cargo's target directory, absolute.
 target_dir() {
 	local dir="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
@@ -84,7 +95,7 @@ target_dir() {
 # build_target TARGET: the release build of gocacheprog-s3 for TARGET (installing the
 # rustup target and the C toolchain when missing); sets BIN to the binary's path.
 build_target() {
-	local target=$1 builder tdir home flags cflags cargo_cmd=(cargo build) tu
+	local target=$1 builder tdir home flags cflags cargo_cmd=(cargo build) tu epoch
 	builder=$(target_builder "$target") || die "unknown target $target (known: ${DIST_TARGETS[*]})"
 	export PATH="$PATH:$CARGO_BIN_DIR"
 	command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (rustup) first"
@@ -105,11 +116,14 @@ build_target() {
 	flags+=$'\x1f'"--remap-path-prefix=$tdir=/target"
 	cflags="-ffile-prefix-map=$REPO_ROOT=/src -ffile-prefix-map=$home=/cargo -ffile-prefix-map=$tdir=/target"
 	tu=${target//-/_}
+	epoch=$(build_epoch)
+	[ -n "$epoch" ] || note "not a git checkout and no SOURCE_DATE_EPOCH: the binary holds today's date"
 	note "${cargo_cmd[*]} --release --target $target ($builder)"
 	(
 		cd "$REPO_ROOT"
 		export CARGO_ENCODED_RUSTFLAGS="$flags" "CFLAGS_$tu=$cflags"
 		unset RUSTFLAGS
+		if [ -n "$epoch" ]; then export SOURCE_DATE_EPOCH="$epoch"; else unset SOURCE_DATE_EPOCH; fi
 		case "$target" in # rustc's own minimums; zig's default would be the newest macOS
 		x86_64-apple-darwin) export MACOSX_DEPLOYMENT_TARGET=10.12 ;;
 		aarch64-apple-darwin) export MACOSX_DEPLOYMENT_TARGET=11.0 ;;
