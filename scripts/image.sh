@@ -87,6 +87,6 @@ for arch in amd64 arm64; do
 	else
 		note "linux/$arch: not run here (needs root on x86_64, or qemu-aarch64-static)"
 	fi
-	note "linux/$arch: $(skopeo inspect --override-os linux --override-arch "$arch" --format '{{.Digest}}' "oci:$layout:$version"), /gocacheprog-s3 only${ran:+, runs: $ran}"
+	note "linux/$arch: manifest $(skopeo inspect --format "{{.Digest}}" "oci:$WORK_DIR/one-$arch:$arch"), /gocacheprog-s3 only${ran:+, runs: $ran}"
 done
 printf '%s\n' "$layout"
