@@ -394,8 +394,8 @@ pub(crate) mod tests {
     /// resolves the same source, sends the same requests, and gets the same credentials.
     #[test]
     fn the_recorded_default_chain_cases() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/credentials/default-credential-provider-chain");
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/credentials/default-credential-provider-chain");
         let mut cases = 0;
         for case in std::fs::read_dir(&dir).expect("tests/data/credentials").flatten() {
             let path = case.path();
