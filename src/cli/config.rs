@@ -612,16 +612,22 @@ mod tests {
         }
     }
 
-    const GOCACHE: (&str, &str) = ("GOCACHE", "/tmp/gocache");
+    /// An absolute directory on this platform.
+    const GOCACHE: (&str, &str) = ("GOCACHE", if cfg!(windows) { "C:\\gocache" } else { "/tmp/gocache" });
 
     #[test]
     fn local_only_by_default_at_gocache() {
         let c = run(&[], &[GOCACHE]).unwrap();
-        assert_eq!(c.cache_dir, PathBuf::from("/tmp/gocache"));
+        assert_eq!(c.cache_dir, PathBuf::from(GOCACHE.1));
         assert!(c.remote.is_none());
         assert_eq!(c.verbosity, 0);
-        let c = run(&[], &[("HOME", "/home/u")]).unwrap();
-        assert_eq!(c.cache_dir, PathBuf::from("/home/u/.cache/go-build"));
+        if cfg!(windows) {
+            let c = run(&[], &[("LocalAppData", "C:\\Users\\u\\AppData\\Local")]).unwrap();
+            assert_eq!(c.cache_dir, PathBuf::from("C:\\Users\\u\\AppData\\Local\\go-build"));
+        } else {
+            let c = run(&[], &[("HOME", "/home/u")]).unwrap();
+            assert_eq!(c.cache_dir, PathBuf::from("/home/u/.cache/go-build"));
+        }
     }
 
     #[test]
@@ -631,16 +637,16 @@ mod tests {
                 "-v=2",
                 "-bucket=b1",
                 "-s3-prefix=p/",
-                "-local-cache-dir=/d",
+                &format!("-local-cache-dir={}", GOCACHE.1),
                 "-workers=3",
                 "-queue-len=7",
                 "-metrics-csv=/m.csv",
             ],
-            &[GOCACHE],
+            &[("GOCACHE", "/elsewhere")],
         )
         .unwrap();
         assert_eq!(c.verbosity, 2);
-        assert_eq!(c.cache_dir, PathBuf::from("/d"));
+        assert_eq!(c.cache_dir, PathBuf::from(GOCACHE.1));
         assert_eq!(c.metrics_csv, Some(PathBuf::from("/m.csv")));
         let r = c.remote.unwrap();
         assert_eq!((r.bucket.as_str(), r.prefix.as_str(), r.workers, r.queue_len), ("b1", "p", 3, 7));
@@ -663,12 +669,13 @@ mod tests {
 
     #[test]
     fn flags_win_over_environment() {
-        let env = [GOCACHE, ("GOCACHEPROG_S3_CACHE_DIR", "/env"), ("GOCACHEPROG_S3_BUCKET", "envb")];
-        let c = run(&["--cache-dir", "/flag", "flagb"], &env).unwrap();
-        assert_eq!(c.cache_dir, PathBuf::from("/flag"));
+        let (env_dir, flag_dir) = if cfg!(windows) { ("C:\\env", "C:\\flag") } else { ("/env", "/flag") };
+        let env = [GOCACHE, ("GOCACHEPROG_S3_CACHE_DIR", env_dir), ("GOCACHEPROG_S3_BUCKET", "envb")];
+        let c = run(&["--cache-dir", flag_dir, "flagb"], &env).unwrap();
+        assert_eq!(c.cache_dir, PathBuf::from(flag_dir));
         assert_eq!(c.remote.unwrap().bucket, "flagb");
         let c = run(&[], &env).unwrap();
-        assert_eq!(c.cache_dir, PathBuf::from("/env"));
+        assert_eq!(c.cache_dir, PathBuf::from(env_dir));
         assert_eq!(c.remote.unwrap().bucket, "envb");
     }
 
@@ -770,7 +777,7 @@ mod tests {
 
     #[test]
     fn maintenance_commands_and_their_options() {
-        let env = |k: &str| (k == "GOCACHE").then(|| "/tmp/gocache".to_string());
+        let env = |k: &str| (k == "GOCACHE").then(|| GOCACHE.1.to_string());
         let parsed = |args: &[&str]| parse(args.iter().map(OsString::from).collect(), &env);
         match parsed(&["prune", "b", "--unused-for", "30d", "--dry-run"]) {
             Ok(Action::Run(Command::Prune, c)) => {
