@@ -19,6 +19,14 @@ done
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --all-features -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
+# `cargo install`: the packaged crate holds only what a build needs (no tests, test data
+# or scripts; Cargo.toml's `include`) and builds on its own.
+packaged=$(cargo package --locked --allow-dirty --list 2>/dev/null)
+if grep -Ev '^(src/.+\.rs|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|README\.md|LICENSE|\.cargo_vcs_info\.json)$' <<<"$packaged"; then
+	echo "test.sh: the packaged crate holds the files above, which a build does not need" >&2
+	exit 1
+fi
+cargo package --locked --allow-dirty --quiet
 # The rust-version Cargo.toml declares must build what it says.
 msrv=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal

@@ -8,6 +8,7 @@ mod check;
 mod credentials;
 mod faults;
 mod fuzz;
+mod host_settings;
 mod local_tier;
 mod maintenance;
 mod prefetch;
