@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (Garage,
 # s3s-fs, moto, boto3, Go >= 1.24, clippy/rustfmt, the musl target and the MSRV
-# toolchain), then checks formatting, lints, the docs and the declared MSRV, builds the
-# static binary, and runs every test. Idempotent; quick when everything is installed.
+# toolchain; scripts/build-cross.sh adds the cross targets, zig, mingw-w64, qemu-user and
+# wine), then checks formatting, lints, the docs, the packaged crate and the declared
+# MSRV, builds the static binary and the other platforms' binaries, runs the unit tests
+# on Windows under wine, and runs every test. Idempotent; quick when everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +35,14 @@ rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --p
 cargo "+$msrv" check --locked --all-targets --quiet
 # The empty-root test runs this binary (and the Dockerfile's build stage this script).
 scripts/build-static.sh >/dev/null
+# Other platforms' binaries, which tests/cross_*.rs run under qemu-user and wine or read;
+# then the unit tests on Windows, under wine (scripts/wine.sh, in a prefix of their own).
+for target in aarch64-unknown-linux-musl x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-gnu; do
+	scripts/build-cross.sh "$target" >/dev/null
+done
+cargo clippy --locked --target x86_64-pc-windows-gnu --all-features --lib --bins -- -D warnings
+wine_prefix=$(mktemp -d "${TMPDIR:-/tmp}/gocacheprog-s3-wine.XXXXXX")
+trap 'rm -rf "$wine_prefix"' EXIT
+WINEPREFIX=$wine_prefix CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$PWD/scripts/wine.sh" \
+	cargo test --locked --target x86_64-pc-windows-gnu --lib
 cargo test --locked --all-targets

@@ -6,6 +6,9 @@ mod common;
 
 mod check;
 mod credentials;
+mod cross_aarch64;
+mod cross_macos;
+mod cross_windows;
 mod faults;
 mod fuzz;
 mod host_settings;
