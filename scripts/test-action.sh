@@ -182,4 +182,38 @@ RUNNER_ARCH=X86 run_action x86 push "" "${inputs[@]}"
 { [ "$RC" != 0 ] && grep -q "RUNNER_ARCH=X86" "$WORK_DIR/x86/log"; } || failed x86 "RUNNER_ARCH=X86 was not refused by name"
 passed=$((passed + 1))
 
+# The README's one-line installs for Linux and macOS ("Install"), pointed at this server:
+# they install the binary from a good release, and nothing from a damaged one.
+readme_line() { grep -m 1 "^t=gocacheprog-s3-$version-$1.tar.gz; curl " "$REPO_ROOT/README.md"; }
+for t in x86_64-unknown-linux-musl aarch64-apple-darwin; do
+	line=$(readme_line "$t") || die "README: no one-line install of $version for $t (the version in the README is not Cargo.toml's?)"
+	grep -q " gocacheprog-s3-$version-$t.tar.gz\$" "$dist/SHA256SUMS" || {
+		note "README line for $t: no archive in dist/ to try it on (scripts/dist.sh $t)"
+		continue
+	}
+	cp "$dist/gocacheprog-s3-$version-$t.tar.gz" "$release/"
+	cp "$dist/gocacheprog-s3-$version-$t.tar.gz" "$www/damaged/"
+	printf 'x' >>"$www/damaged/gocacheprog-s3-$version-$t.tar.gz"
+	for where in good damaged; do
+		url="http://127.0.0.1:$port/example/gocacheprog-s3/releases/download/v$version"
+		[ "$where" = damaged ] && url="http://127.0.0.1:$port/damaged"
+		mkdir -p "$WORK_DIR/readme-$t-$where"
+		rc=0
+		(cd "$WORK_DIR/readme-$t-$where" &&
+			bash -euo pipefail -c "${line//"https://github.com/OWNER/gocacheprog-s3/releases/download/v$version"/"$url"}") \
+			>"$WORK_DIR/readme-$t-$where.log" 2>&1 || rc=$?
+		got="$WORK_DIR/readme-$t-$where/gocacheprog-s3"
+		if [ "$where" = good ]; then
+			tar -xzOf "$dist/gocacheprog-s3-$version-$t.tar.gz" gocacheprog-s3 >"$WORK_DIR/want-$t"
+			{ [ "$rc" = 0 ] && cmp -s "$got" "$WORK_DIR/want-$t"; } ||
+				die "README's line for $t did not install the archive's binary: $(cat "$WORK_DIR/readme-$t-$where.log")"
+		else
+			{ [ "$rc" != 0 ] && [ ! -e "$got" ]; } || die "README's line for $t installed from a damaged archive"
+		fi
+	done
+	passed=$((passed + 1))
+done
+[ "$("$WORK_DIR/readme-x86_64-unknown-linux-musl-good/gocacheprog-s3" --version)" = "gocacheprog-s3 $version" ] ||
+	die "the binary the README's line installed does not run"
+
 say "test-action: $passed passed, 0 failed"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (Garage,
 # s3s-fs, moto, boto3, Go >= 1.24, clippy/rustfmt, the musl target and the MSRV
-# toolchain; scripts/build-cross.sh adds the cross targets, zig, mingw-w64, qemu-user and
-# wine), then checks formatting, lints, the docs, the packaged crate and the declared
-# MSRV, builds the static binary and the other platforms' binaries, runs the unit tests
-# on Windows under wine, and runs every test. Idempotent; quick when everything is installed.
+# toolchain; scripts/dist.sh adds the cross targets, zig, mingw-w64; build-cross.sh
+# qemu-user and wine; image.sh buildah, skopeo, umoci), then checks formatting, lints,
+# the docs, the packaged crate and the declared MSRV, builds the release archives of all
+# five targets, checks the workflows, tests the GitHub Action and the image, runs the
+# unit tests on Windows under wine, and runs every test. Idempotent; quick when
+# everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,13 +35,20 @@ cargo package --locked --allow-dirty --quiet
 msrv=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal
 cargo "+$msrv" check --locked --all-targets --quiet
-# The empty-root test runs this binary (and the Dockerfile's build stage this script).
-scripts/build-static.sh >/dev/null
-# Other platforms' binaries, which tests/cross_*.rs run under qemu-user and wine or read;
-# then the unit tests on Windows, under wine (scripts/wine.sh, in a prefix of their own).
-for target in aarch64-unknown-linux-musl x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-gnu; do
+# The release archives of the five targets, reproducible (scripts/dist.sh). Its binaries
+# are what the tests run: the x86_64 musl one in an empty root (tests/static_binary.rs,
+# through scripts/build-static.sh, then a no-op build), the others under qemu-user and
+# wine or from their headers (tests/cross_*.rs; build-cross.sh installs qemu and wine).
+scripts/dist.sh >/dev/null
+for target in aarch64-unknown-linux-musl x86_64-pc-windows-gnu; do
 	scripts/build-cross.sh "$target" >/dev/null
 done
+# The release workflows (actionlint), the GitHub Action on a runner laid out here against
+# Garage, and the published image built from the archives with buildah and checked.
+scripts/check-workflows.sh
+scripts/test-action.sh
+scripts/image.sh >/dev/null
+# The unit tests on Windows, under wine (scripts/wine.sh, in a prefix of their own).
 cargo clippy --locked --target x86_64-pc-windows-gnu --all-features --lib --bins -- -D warnings
 wine_prefix=$(mktemp -d "${TMPDIR:-/tmp}/gocacheprog-s3-wine.XXXXXX")
 trap 'rm -rf "$wine_prefix"' EXIT

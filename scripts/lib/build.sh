@@ -164,6 +164,19 @@ check_binary() {
 		esac
 		;;
 	esac
+	# Apple Silicon runs no unsigned code: the linker must have signed it (ad hoc).
+	if [ "$target" = aarch64-apple-darwin ]; then
+		python3 - "$bin" <<-'EOF' || die "$bin has no code signature (macOS on arm64 would kill it)"
+			import struct, sys
+			data = open(sys.argv[1], "rb").read()
+			ncmds, offset, found = struct.unpack_from("<I", data, 16)[0], 32, False
+			for _ in range(ncmds):
+			    cmd, size = struct.unpack_from("<II", data, offset)
+			    found |= cmd == 0x1D  # LC_CODE_SIGNATURE
+			    offset += size
+			sys.exit(0 if found else 1)
+		EOF
+	fi
 	size=$(stat -c %s "$bin")
 	[ "$size" -le "$SIZE_BUDGET" ] ||
 		die "$bin is $size bytes, over the $SIZE_BUDGET-byte budget (README, \"Install\")"
