@@ -63,7 +63,13 @@ if [ "$got" != "$want" ]; then
 	fail "$archive has SHA-256 $got, but SHA256SUMS says $want: not installed (a damaged or altered download)"
 fi
 case "$ext" in
-zip) unzip -q -o "$dir/$archive" "$exe" -d "$dir/bin" ;;
+zip)
+	if command -v unzip >/dev/null; then
+		unzip -q -o "$dir/$archive" "$exe" -d "$dir/bin"
+	else
+		powershell -NoProfile -Command "Expand-Archive -Force -LiteralPath '$dir/$archive' -DestinationPath '$dir/bin'"
+	fi
+	;;
 *) tar -xzf "$dir/$archive" -C "$dir/bin" "$exe" ;;
 esac
 rm -f "$dir/$archive"
@@ -106,7 +112,10 @@ for pair in "--prefix:${GCP_PREFIX:-}" "--region:${GCP_REGION:-}" "--endpoint:${
 	if [ "$flag" = bucket ]; then prog+=" $value"; else prog+=" $flag $value"; fi
 done
 
-echo "$dir/bin" >>"${GITHUB_PATH:?}"
+bin_dir="$dir/bin"
+# Windows' PATH in Windows' spelling (Git Bash's cygpath), not D:\a\_temp/...
+command -v cygpath >/dev/null && bin_dir=$(cygpath -w "$bin_dir")
+echo "$bin_dir" >>"${GITHUB_PATH:?}"
 echo "GOCACHEPROG=$prog" >>"${GITHUB_ENV:?}"
 if [ -n "${GITHUB_OUTPUT:-}" ]; then
 	{
