@@ -27,7 +27,7 @@ for target in "${targets[@]}"; do
 	target_builder "$target" >/dev/null || die "unknown target $target (known: ${DIST_TARGETS[*]})"
 done
 
-version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO_ROOT/Cargo.toml" | head -n 1)
+version=$(crate_version)
 [ -n "$version" ] || die "no version in Cargo.toml"
 SOURCE_DATE_EPOCH=$(build_epoch)
 [ -n "$SOURCE_DATE_EPOCH" ] || die "not a git checkout: set SOURCE_DATE_EPOCH (the build's and the archives' time)"

@@ -15,12 +15,14 @@
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
+# shellcheck source=scripts/lib/build.sh
+. "$LIB_DIR/build.sh"
 common_init image
 apt_ensure buildah buildah
 apt_ensure skopeo skopeo
 apt_ensure umoci umoci
 
-version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO_ROOT/Cargo.toml" | head -n 1)
+version=$(crate_version)
 dist=${DIST_DIR:-$REPO_ROOT/dist}
 declare -A target=([amd64]=x86_64-unknown-linux-musl [arm64]=aarch64-unknown-linux-musl)
 for arch in amd64 arm64; do
@@ -29,8 +31,7 @@ for arch in amd64 arm64; do
 		"$REPO_ROOT/scripts/dist.sh" "${target[$arch]}" >/dev/null
 	fi
 done
-epoch=$(git -C "$REPO_ROOT" log -1 --format=%ct -- Cargo.toml Cargo.lock src 2>/dev/null || true)
-epoch=${SOURCE_DATE_EPOCH:-$epoch}
+epoch=$(build_epoch)
 [ -n "$epoch" ] || die "not a git checkout: set SOURCE_DATE_EPOCH (the image's creation time)"
 
 # The build context: the Dockerfile and each platform's binary, out of its checked archive.

@@ -24,7 +24,7 @@ ensure_garage
 go_env
 python3 -c 'import yaml' 2>/dev/null || die "python3 has no yaml module (scripts/install-test-deps.sh installs it with moto)"
 
-version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO_ROOT/Cargo.toml" | head -n 1)
+version=$(crate_version)
 dist=${DIST_DIR:-$REPO_ROOT/dist}
 archive="gocacheprog-s3-$version-x86_64-unknown-linux-musl.tar.gz"
 if ! grep -q " $archive\$" "$dist/SHA256SUMS" 2>/dev/null; then

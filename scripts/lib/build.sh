@@ -12,9 +12,10 @@
 #                               the binary links libSystem and libiconv only)
 #   x86_64-pc-windows-gnu       Debian's mingw-w64 (what rustup's windows-gnu target expects)
 #
-# Reproducible: paths are remapped (the checkout, the cargo home, the target dir), and
-# SOURCE_DATE_EPOCH is fixed (mimalloc's C code holds __DATE__), so two clean builds of a
-# commit give the same bytes wherever the checkout is.
+# Reproducible: paths are remapped (the checkout, the cargo home, the target dir),
+# SOURCE_DATE_EPOCH is fixed (mimalloc's C code holds __DATE__) and Mach-O binaries are
+# stripped at the link, so two clean builds of a commit give the same bytes wherever the
+# checkout is (scripts/check-reproducible.sh).
 
 DIST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl x86_64-apple-darwin aarch64-apple-darwin
 	x86_64-pc-windows-gnu)
@@ -114,10 +115,20 @@ build_target() {
 	# The last prefix that matches wins: the target dir may lie inside the checkout.
 	flags="--remap-path-prefix=$REPO_ROOT=/src"$'\x1f'"--remap-path-prefix=$home=/cargo"
 	flags+=$'\x1f'"--remap-path-prefix=$tdir=/target"
-	cflags="-ffile-prefix-map=$REPO_ROOT=/src -ffile-prefix-map=$home=/cargo -ffile-prefix-map=$tdir=/target"
-	tu=${target//-/_}
+	# zig's Mach-O linker derives LC_UUID from what it writes, symbol table included
+	# (object paths), before rustc strips it: strip at the link, or the UUID (and the
+	# arm64 signature over it) follows the target dir.
+	case "$target" in *-apple-darwin) flags+=$'\x1f'"-Clink-arg=-s" ;; esac
 	epoch=$(build_epoch)
 	[ -n "$epoch" ] || note "not a git checkout and no SOURCE_DATE_EPOCH: the binary holds today's date"
+	cflags="-ffile-prefix-map=$REPO_ROOT=/src -ffile-prefix-map=$home=/cargo -ffile-prefix-map=$tdir=/target"
+	# __DATE__ and __TIME__ (mimalloc's) from the epoch, spelled out: zig caches compiled C
+	# by its arguments, not by SOURCE_DATE_EPOCH. cc-rs splits CFLAGS on spaces: no spaces.
+	if [ -n "$epoch" ]; then
+		cflags+=" -Wno-builtin-macro-redefined -D__DATE__=\"$(date -u -d "@$epoch" +%Y-%m-%d)\""
+		cflags+=" -D__TIME__=\"$(date -u -d "@$epoch" +%H:%M:%S)\""
+	fi
+	tu=${target//-/_}
 	note "${cargo_cmd[*]} --release --target $target ($builder)"
 	(
 		cd "$REPO_ROOT"
@@ -164,17 +175,38 @@ check_binary() {
 		esac
 		;;
 	esac
-	# Apple Silicon runs no unsigned code: the linker must have signed it (ad hoc).
+	# Apple Silicon runs no unsigned code: the linker signs it (ad hoc); each page's hash
+	# in the signature must match the page, or macOS kills the program at its start.
 	if [ "$target" = aarch64-apple-darwin ]; then
-		python3 - "$bin" <<-'EOF' || die "$bin has no code signature (macOS on arm64 would kill it)"
-			import struct, sys
+		python3 - "$bin" <<-'EOF' || die "$bin: no valid code signature (macOS on arm64 would kill it)"
+			import hashlib, struct, sys
 			data = open(sys.argv[1], "rb").read()
-			ncmds, offset, found = struct.unpack_from("<I", data, 16)[0], 32, False
+			ncmds, offset, sig = struct.unpack_from("<I", data, 16)[0], 32, None
 			for _ in range(ncmds):
 			    cmd, size = struct.unpack_from("<II", data, offset)
-			    found |= cmd == 0x1D  # LC_CODE_SIGNATURE
+			    if cmd == 0x1D:  # LC_CODE_SIGNATURE
+			        sig = struct.unpack_from("<I", data, offset + 8)[0]
 			    offset += size
-			sys.exit(0 if found else 1)
+			if sig is None:
+			    sys.exit("no LC_CODE_SIGNATURE")
+			magic, _, count = struct.unpack_from(">III", data, sig)
+			assert magic == 0xFADE0CC0, "not an embedded signature"
+			for i in range(count):
+			    _, blob = struct.unpack_from(">II", data, sig + 12 + 8 * i)
+			    cd = sig + blob
+			    if struct.unpack_from(">I", data, cd)[0] != 0xFADE0C02:  # CodeDirectory
+			        continue
+			    hash_off, _, _, slots, limit = struct.unpack_from(">IIIII", data, cd + 16)
+			    hash_size, hash_type, _, page_log = struct.unpack_from(">BBBB", data, cd + 36)
+			    assert hash_type == 2 and hash_size == 32, "not SHA-256"
+			    page = 1 << page_log
+			    for n in range(slots):
+			        want = data[cd + hash_off + n * 32 : cd + hash_off + (n + 1) * 32]
+			        got = hashlib.sha256(data[n * page : min((n + 1) * page, limit)]).digest()
+			        if got != want:
+			            sys.exit(f"page {n}: the signature's hash does not match")
+			    sys.exit(0)
+			sys.exit("no CodeDirectory")
 		EOF
 	fi
 	size=$(stat -c %s "$bin")
