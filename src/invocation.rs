@@ -30,7 +30,9 @@ pub struct Invocation {
 
 impl Invocation {
     /// Reads the session's facts from the environment, the working directory and (on
-    /// Linux) `/proc/<parent>/cmdline`. Missing facts stay `None`.
+    /// Linux) `/proc/<parent>/cmdline`. Missing facts stay `None`; on macOS and Windows the
+    /// parent's command line is not read (it would take unsafe system calls), so the
+    /// subcommand is unknown and the session counts as building.
     pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Invocation {
         let (subcommand, export) = parent_command_line().map_or((None, false), |args| go_subcommand(&args));
         let module = std::env::current_dir().ok().and_then(|dir| module_path(&dir));
@@ -70,10 +72,17 @@ impl Invocation {
 }
 
 /// The command line of the process that started us (Linux).
+#[cfg(target_os = "linux")]
 fn parent_command_line() -> Option<Vec<String>> {
     let parent = std::os::unix::process::parent_id();
     let raw = std::fs::read(format!("/proc/{parent}/cmdline")).ok()?;
     Some(raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+}
+
+/// Elsewhere there is no `/proc`: unknown.
+#[cfg(not(target_os = "linux"))]
+fn parent_command_line() -> Option<Vec<String>> {
+    None
 }
 
 /// The subcommand of a go command line, and whether it asks for `-export`.

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Ok(Action::Version) => print_text(concat!("gocacheprog-s3 ", env!("CARGO_PKG_VERSION"), "\n")),
         Err(e) => {
             log!(0, "configuration error: {e}");
-            log!(0, "fix the GOCACHEPROG command line or its GOCACHEPROG_S3_* variables (see gocacheprog-s3 --help)");
+            log!(0, "fix the option, variable or file named above (see gocacheprog-s3 --help)");
             ExitCode::from(2)
         }
     }

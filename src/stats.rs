@@ -71,7 +71,8 @@ counters! {
     download_ms,
     /// milliseconds spent in successful uploads, summed over workers.
     upload_ms,
-    /// 1 if the remote tier (reads, uploads or both) was switched off during the session.
+    /// 1 if the remote tier (reads, uploads or both) was switched off during the session
+    /// (by failures, or from the start by a setting that cannot be used).
     remote_disabled,
     /// remote requests cut off by a timeout (a stalled store, or a get's deadline).
     timeouts,
@@ -196,7 +197,7 @@ impl Stats {
             secs(get("bucket_wait_ms")),
             secs(get("bucket_hold_ms")),
             secs(get("close_wait_ms")),
-            if get("remote_disabled") > 0 { "; the bucket was switched off by failures" } else { "" }
+            if get("remote_disabled") > 0 { "; the bucket was switched off" } else { "" }
         );
         for (name, n, detail) in rows {
             out.push_str(&format!("  {name:<12} {n:>7}  {detail}\n"));

@@ -4,8 +4,8 @@
 use crate::common;
 
 use common::go::{
-    b64, cache_entries, go_tool, output_path, processes_mentioning, random_bytes, read_stats, run_cacheprog,
-    scratch_dir, sha256, sha256_file, stat, wait_until_gone, Prog, Sandbox,
+    b64, cache_entries, get_req, go_tool, output_path, processes_mentioning, put_req, random_bytes, read_stats,
+    run_cacheprog, scratch_dir, sha256, sha256_file, stat, wait_until_gone, Prog, Sandbox,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -211,22 +211,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 fn action(n: u8) -> [u8; 32] {
     sha256(format!("test action {n}").as_bytes())
-}
-
-fn get_req(id: i64, action: &[u8; 32]) -> String {
-    format!("{{\"ID\":{id},\"Command\":\"get\",\"ActionID\":\"{}\"}}\n\n", b64(action))
-}
-
-/// A put in go's framing; `output` is what the request claims, `body` what follows.
-fn put_req(id: i64, action: &[u8; 32], output: &[u8; 32], body: &[u8], field: &str) -> String {
-    let mut s =
-        format!("{{\"ID\":{id},\"Command\":\"put\",\"ActionID\":\"{}\",\"{field}\":\"{}\"", b64(action), b64(output));
-    if body.is_empty() {
-        s.push_str("}\n\n");
-    } else {
-        s.push_str(&format!(",\"BodySize\":{}}}\n\n\"{}\"\n", body.len(), b64(body)));
-    }
-    s
 }
 
 fn by_id(responses: Vec<Value>) -> HashMap<i64, Value> {

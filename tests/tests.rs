@@ -6,8 +6,12 @@ mod common;
 
 mod check;
 mod credentials;
+mod cross_aarch64;
+mod cross_macos;
+mod cross_windows;
 mod faults;
 mod fuzz;
+mod host_settings;
 mod local_tier;
 mod maintenance;
 mod prefetch;

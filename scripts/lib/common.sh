@@ -90,6 +90,9 @@ apt_ensure() {
 
 ensure_python() { apt_ensure python3 python3; }
 
+# crate_version: the version Cargo.toml declares (the archives' and the image's).
+crate_version() { sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO_ROOT/Cargo.toml" | head -n 1; }
+
 # ensure_garage: sets GARAGE_BIN (garage 2.5.0; built with cargo if missing).
 ensure_garage() {
 	local g

@@ -7,7 +7,7 @@ use super::ConfigError;
 use crate::local::trim::Policy;
 use crate::remote::layout::Form;
 use crate::s3::client::{Client, ClientConfig};
-use crate::s3::credentials::profile::{self, Files, Properties};
+use crate::s3::credentials::profile;
 use crate::s3::credentials::CredentialSource;
 use crate::s3::endpoint::{Addressing, Endpoint};
 use std::cell::RefCell;
@@ -26,6 +26,9 @@ pub struct Config {
     pub stats_file: Option<PathBuf>,
     pub metrics_csv: Option<PathBuf>,
     pub remote: Option<RemoteConfig>,
+    /// `serve` only: why the bucket named is not used (a setting the host lends that
+    /// cannot be used), naming the setting and the file.
+    pub remote_off: Option<String>,
     /// What trimming the local tier removes.
     pub trim: Policy,
     /// `trim`, `prune`: report, remove nothing.
@@ -331,9 +334,14 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     if let Some(b) = raw.value("bucket") {
         look.note("bucket", b, "--bucket");
     }
-    let remote = match bucket {
-        None => None,
-        Some(bucket) => Some(remote_config(&look, bucket, env)?),
+    let (remote, remote_off) = match bucket.map(|bucket| remote_config(&look, bucket, env)).transpose() {
+        Ok(remote) => (remote, None),
+        // A build must not fail because the host lacks a file an inherited variable names:
+        // go's session runs on the local tier. `check` (and the maintenance commands, which
+        // need the bucket) report it.
+        Err(RemoteError::Unusable(why)) if raw.command == Command::Serve => (None, Some(why)),
+        Err(RemoteError::Unusable(why)) => return Err(ConfigError(why)),
+        Err(RemoteError::Config(e)) => return Err(e),
     };
     let stats_file = look.path("stats-file");
     let metrics_csv = look.path("metrics-csv");
@@ -361,6 +369,7 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         stats_file,
         metrics_csv,
         remote,
+        remote_off,
         trim,
         dry_run: raw.has("dry-run"),
         json: raw.has("json"),
@@ -369,21 +378,46 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     })
 }
 
+/// Why the bucket cannot be configured.
+enum RemoteError {
+    /// A malformed command line (or `GOCACHEPROG_S3_*` variable): the program stops.
+    Config(ConfigError),
+    /// A well-formed setting that cannot be used here (a file that cannot be read, an
+    /// endpoint from the AWS variables or files that does not parse).
+    Unusable(String),
+}
+
+impl From<ConfigError> for RemoteError {
+    fn from(e: ConfigError) -> Self {
+        RemoteError::Config(e)
+    }
+}
+
+/// Whether a value came from this program's own settings (its command line or its
+/// `GOCACHEPROG_S3_*` variables), not from a variable or file the host lends.
+fn is_own(source: &str) -> bool {
+    source.starts_with("--") || source.starts_with("GOCACHEPROG_S3_")
+}
+
+/// The bucket's settings. Unusable settings are noted and reported after every other
+/// setting has been checked, so that a malformed command line is still an error.
 fn remote_config(
     look: &Lookup,
     bucket: String,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<RemoteConfig, ConfigError> {
+) -> Result<RemoteConfig, RemoteError> {
     if bucket.is_empty() || bucket.contains('/') {
         return Err(ConfigError(format!(
             "bucket {bucket:?} is not a bucket name (no '/'; put key prefixes in --prefix)"
-        )));
+        ))
+        .into());
     }
     let prefix = look.get_or_default("prefix").map_or(String::new(), |(p, _)| p);
     let prefix = prefix.trim_matches('/').to_string();
     // The shared files' profile: its region and endpoints come after the environment's.
     let profile_name = look.get("profile").map(|(p, _)| p);
-    let (files, profile) = shared_profile(env, profile_name.as_deref().unwrap_or("default"));
+    let (files, mut unusable) = profile::load(env);
+    let profile = files.profile(profile_name.as_deref().unwrap_or("default"));
     let profile_label = format!("profile {}", profile_name.as_deref().unwrap_or("default"));
     let from_profile = |value: Option<String>| value.map(|v| (v, format!("{profile_label} ({})", files_label(env))));
     let (region, region_source) = look
@@ -398,13 +432,17 @@ fn remote_config(
     let path_style = look.switch("path-style")?;
     let virtual_hosted = look.switch("virtual-hosted")?;
     if path_style && virtual_hosted {
-        return Err(ConfigError("--path-style and --virtual-hosted exclude each other; choose one".into()));
+        return Err(ConfigError("--path-style and --virtual-hosted exclude each other; choose one".into()).into());
     }
     let (endpoint, default_addressing, endpoint_source) = match custom_endpoint {
-        Some((url, source)) => {
-            let e = Endpoint::parse(&url).map_err(|e| ConfigError(format!("{source}: {e}")))?;
-            (e, Addressing::Path, source)
-        }
+        Some((url, source)) => match Endpoint::parse(&url) {
+            Ok(e) => (e, Addressing::Path, source),
+            Err(e) if is_own(&source) => return Err(ConfigError(format!("{source}: {e}")).into()),
+            Err(e) => {
+                unusable.get_or_insert(format!("{source}: {e}"));
+                (Endpoint::aws(&region), Addressing::Path, source)
+            }
+        },
         // Bucket names with dots break TLS host matching in virtual-hosted form.
         None if bucket.contains('.') => (Endpoint::aws(&region), Addressing::Path, "default (AWS)".to_string()),
         None => (Endpoint::aws(&region), Addressing::VirtualHosted, "default (AWS)".to_string()),
@@ -422,8 +460,9 @@ fn remote_config(
     };
     let no_sign_request = look.switch("no-sign-request")?;
     let ca_bundle = look.get("ca-bundle");
+    // A CA file is the host's, whichever setting names it.
     let ca_certificates = match &ca_bundle {
-        Some((path, source)) => Some(read_ca_bundle(path).map_err(|e| ConfigError(format!("{source}: {e}")))?),
+        Some((path, source)) => read_ca_bundle(path).map_err(|e| unusable.get_or_insert(format!("{source}: {e}"))).ok(),
         None => None,
     };
     let proxy = proxy_for(&endpoint, env);
@@ -433,11 +472,11 @@ fn remote_config(
         Some((v, _)) if v == "AES256" || v == "aws:kms" => {
             upload_headers.push(("x-amz-server-side-encryption".into(), v))
         }
-        Some((v, source)) => return Err(ConfigError(format!("{source}: expected AES256 or aws:kms, got {v:?}"))),
+        Some((v, source)) => return Err(ConfigError(format!("{source}: expected AES256 or aws:kms, got {v:?}")).into()),
     }
     if let Some((key, source)) = look.get("sse-kms-key-id") {
         if !upload_headers.iter().any(|(_, v)| v == "aws:kms") {
-            return Err(ConfigError(format!("{source} needs --sse aws:kms")));
+            return Err(ConfigError(format!("{source} needs --sse aws:kms")).into());
         }
         upload_headers.push(("x-amz-server-side-encryption-aws-kms-key-id".into(), key));
     }
@@ -449,7 +488,7 @@ fn remote_config(
     if let Some((url, source)) = &proxy {
         look.note("proxy", crate::log::without_userinfo(url), source.clone());
     }
-    Ok(RemoteConfig {
+    let remote = RemoteConfig {
         bucket,
         prefix,
         region,
@@ -484,7 +523,11 @@ fn remote_config(
             })?
             .unwrap_or(Form::Lz4),
         refresh_after: Some(look.duration("refresh-after")?).filter(|d| !d.is_zero()),
-    })
+    };
+    match unusable {
+        Some(why) => Err(RemoteError::Unusable(why)),
+        None => Ok(remote),
+    }
 }
 
 /// The certificates of a PEM file.
@@ -522,16 +565,6 @@ fn proxy_for(endpoint: &Endpoint, env: &dyn Fn(&str) -> Option<String>) -> Optio
     (!bypass).then_some((url, source))
 }
 
-/// The shared files and the profile `name` in them (reading the files is cheap; no
-/// credentials are resolved here).
-fn shared_profile(env: &dyn Fn(&str) -> Option<String>, name: &str) -> (Files, Option<Properties>) {
-    let (config, credentials) = profile::paths(env);
-    let read = |p: Option<PathBuf>| p.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
-    let files = Files::from_texts(&read(config), &read(credentials));
-    let props = files.profile(name);
-    (files, props)
-}
-
 fn files_label(env: &dyn Fn(&str) -> Option<String>) -> String {
     let (config, _) = profile::paths(env);
     config.map_or("~/.aws/config".into(), |p| p.display().to_string())
@@ -551,6 +584,8 @@ fn default_cache_dir(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, Co
     }
     let base = if cfg!(target_os = "macos") {
         env("HOME").map(|h| PathBuf::from(h).join("Library/Caches"))
+    } else if cfg!(windows) {
+        env("LocalAppData").filter(|d| !d.is_empty()).map(PathBuf::from)
     } else {
         env("XDG_CACHE_HOME")
             .filter(|d| d.starts_with('/'))
@@ -577,16 +612,22 @@ mod tests {
         }
     }
 
-    const GOCACHE: (&str, &str) = ("GOCACHE", "/tmp/gocache");
+    /// An absolute directory on this platform.
+    const GOCACHE: (&str, &str) = ("GOCACHE", if cfg!(windows) { "C:\\gocache" } else { "/tmp/gocache" });
 
     #[test]
     fn local_only_by_default_at_gocache() {
         let c = run(&[], &[GOCACHE]).unwrap();
-        assert_eq!(c.cache_dir, PathBuf::from("/tmp/gocache"));
+        assert_eq!(c.cache_dir, PathBuf::from(GOCACHE.1));
         assert!(c.remote.is_none());
         assert_eq!(c.verbosity, 0);
-        let c = run(&[], &[("HOME", "/home/u")]).unwrap();
-        assert_eq!(c.cache_dir, PathBuf::from("/home/u/.cache/go-build"));
+        if cfg!(windows) {
+            let c = run(&[], &[("LocalAppData", "C:\\Users\\u\\AppData\\Local")]).unwrap();
+            assert_eq!(c.cache_dir, PathBuf::from("C:\\Users\\u\\AppData\\Local\\go-build"));
+        } else {
+            let c = run(&[], &[("HOME", "/home/u")]).unwrap();
+            assert_eq!(c.cache_dir, PathBuf::from("/home/u/.cache/go-build"));
+        }
     }
 
     #[test]
@@ -596,16 +637,16 @@ mod tests {
                 "-v=2",
                 "-bucket=b1",
                 "-s3-prefix=p/",
-                "-local-cache-dir=/d",
+                &format!("-local-cache-dir={}", GOCACHE.1),
                 "-workers=3",
                 "-queue-len=7",
                 "-metrics-csv=/m.csv",
             ],
-            &[GOCACHE],
+            &[("GOCACHE", "/elsewhere")],
         )
         .unwrap();
         assert_eq!(c.verbosity, 2);
-        assert_eq!(c.cache_dir, PathBuf::from("/d"));
+        assert_eq!(c.cache_dir, PathBuf::from(GOCACHE.1));
         assert_eq!(c.metrics_csv, Some(PathBuf::from("/m.csv")));
         let r = c.remote.unwrap();
         assert_eq!((r.bucket.as_str(), r.prefix.as_str(), r.workers, r.queue_len), ("b1", "p", 3, 7));
@@ -628,12 +669,13 @@ mod tests {
 
     #[test]
     fn flags_win_over_environment() {
-        let env = [GOCACHE, ("GOCACHEPROG_S3_CACHE_DIR", "/env"), ("GOCACHEPROG_S3_BUCKET", "envb")];
-        let c = run(&["--cache-dir", "/flag", "flagb"], &env).unwrap();
-        assert_eq!(c.cache_dir, PathBuf::from("/flag"));
+        let (env_dir, flag_dir) = if cfg!(windows) { ("C:\\env", "C:\\flag") } else { ("/env", "/flag") };
+        let env = [GOCACHE, ("GOCACHEPROG_S3_CACHE_DIR", env_dir), ("GOCACHEPROG_S3_BUCKET", "envb")];
+        let c = run(&["--cache-dir", flag_dir, "flagb"], &env).unwrap();
+        assert_eq!(c.cache_dir, PathBuf::from(flag_dir));
         assert_eq!(c.remote.unwrap().bucket, "flagb");
         let c = run(&[], &env).unwrap();
-        assert_eq!(c.cache_dir, PathBuf::from("/env"));
+        assert_eq!(c.cache_dir, PathBuf::from(env_dir));
         assert_eq!(c.remote.unwrap().bucket, "envb");
     }
 
@@ -735,7 +777,7 @@ mod tests {
 
     #[test]
     fn maintenance_commands_and_their_options() {
-        let env = |k: &str| (k == "GOCACHE").then(|| "/tmp/gocache".to_string());
+        let env = |k: &str| (k == "GOCACHE").then(|| GOCACHE.1.to_string());
         let parsed = |args: &[&str]| parse(args.iter().map(OsString::from).collect(), &env);
         match parsed(&["prune", "b", "--unused-for", "30d", "--dry-run"]) {
             Ok(Action::Run(Command::Prune, c)) => {
@@ -796,8 +838,45 @@ mod tests {
         assert_eq!(r.upload_headers[1].1, "k1");
         assert!(run(&["b", "--sse", "rot13"], &[GOCACHE]).unwrap_err().0.contains("AES256 or aws:kms"));
         assert!(run(&["b", "--sse-kms-key-id", "k"], &[GOCACHE]).unwrap_err().0.contains("needs --sse aws:kms"));
-        let err = run(&["b"], &[GOCACHE, ("AWS_CA_BUNDLE", "/no/such/bundle.pem")]).unwrap_err();
-        assert!(err.0.starts_with("AWS_CA_BUNDLE: cannot read the CA bundle /no/such/bundle.pem"), "{err}");
+    }
+
+    #[test]
+    fn host_settings_that_cannot_be_used_switch_the_bucket_off() {
+        let dir = std::env::temp_dir().join(format!("gocacheprog-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "no certificates here\n").unwrap();
+        let not_pem = not_pem.to_string_lossy().into_owned();
+        for (env, why) in [
+            (
+                ("AWS_CA_BUNDLE", "/no/such/bundle.pem"),
+                "AWS_CA_BUNDLE: cannot read the CA bundle /no/such/bundle.pem: ",
+            ),
+            (("AWS_CA_BUNDLE", not_pem.as_str()), "AWS_CA_BUNDLE: "),
+            (("AWS_ENDPOINT_URL", "localhost:9000"), "AWS_ENDPOINT_URL: \"localhost:9000\" must start with http://"),
+            (("AWS_ENDPOINT_URL_S3", "ftp://h"), "AWS_ENDPOINT_URL_S3: "),
+            (("AWS_CONFIG_FILE", "/no/such/config"), "AWS_CONFIG_FILE: cannot read /no/such/config: "),
+            (("AWS_SHARED_CREDENTIALS_FILE", "/no/such/credentials"), "AWS_SHARED_CREDENTIALS_FILE: cannot read "),
+        ] {
+            let c = run(&["b"], &[GOCACHE, env]).unwrap();
+            assert!(c.remote.is_none(), "{env:?}");
+            let off = c.remote_off.unwrap_or_default();
+            assert!(off.starts_with(why), "{env:?}: {off}");
+            // check reports it: the diagnostic command does not hide what it would not use.
+            let check = parse(vec!["check".into(), "b".into()], &|k| {
+                [GOCACHE, env].iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            });
+            assert!(matches!(&check, Err(e) if e.0.starts_with(why)), "{env:?}");
+        }
+        // The program's own settings still stop it: a malformed command line, also beside an
+        // unusable host setting.
+        let err = run(&["b", "--endpoint", "localhost:9000"], &[GOCACHE]).unwrap_err();
+        assert!(err.0.starts_with("--endpoint: "), "{err}");
+        let err = run(&["b", "--workers", "many"], &[GOCACHE, ("AWS_CA_BUNDLE", "/no/such/bundle.pem")]).unwrap_err();
+        assert!(err.0.starts_with("--workers: "), "{err}");
+        // A good bundle is used.
+        assert!(run(&["b"], &[GOCACHE]).unwrap().remote_off.is_none());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

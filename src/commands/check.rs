@@ -486,7 +486,7 @@ mod tests {
 
     fn remote() -> RemoteConfig {
         let env = |k: &str| match k {
-            "GOCACHE" => Some("/tmp/gocache".to_string()),
+            "GOCACHE" => Some(if cfg!(windows) { "C:\\gocache" } else { "/tmp/gocache" }.to_string()),
             _ => None,
         };
         match crate::cli::parse(vec!["check".into(), "team-cache".into()], &env) {

@@ -24,6 +24,10 @@ pub fn run(config: &Config) -> ExitCode {
     for s in &config.settings {
         log!(2, "{} = {} (from {})", s.name, s.value, s.source);
     }
+    if let Some(why) = &config.remote_off {
+        stats::inc(&stats.remote_disabled);
+        log!(0, "bucket switched off for this session: {why}. The build continues with the local cache only.");
+    }
 
     let local = match LocalTier::open(&config.cache_dir) {
         Ok(local) => Arc::new(local),

@@ -12,7 +12,6 @@ use crate::id::Id;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -22,13 +21,45 @@ const MTIME_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Files and folders this program creates are its user's alone (go itself creates its own
 /// with the umask's permissions; a cache shared between users is not a case go supports).
+/// On Windows they inherit the ACL of the folder they are in (the user's profile).
+#[cfg(unix)]
 const FILE_MODE: u32 = 0o600;
+#[cfg(unix)]
 const DIR_MODE: u32 = 0o700;
 
 /// `fs::create_dir_all` with [`DIR_MODE`] for what it creates.
 fn make_dirs(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path)
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder.create(path)
 }
+
+/// Creates `path`, which must not exist yet, for writing, with [`FILE_MODE`].
+fn create_new(path: &Path) -> io::Result<File> {
+    let mut options = File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    options.open(path)
+}
+
+/// Sets a file's modification time. Windows needs a handle with the right to write
+/// attributes (a reader's handle may not change times); Unix only ownership.
+fn set_mtime(path: &Path, time: SystemTime) -> io::Result<()> {
+    let mut options = File::options();
+    #[cfg(windows)]
+    std::os::windows::fs::OpenOptionsExt::access_mode(&mut options, 0x100); // FILE_WRITE_ATTRIBUTES
+    #[cfg(not(windows))]
+    options.read(true);
+    options.open(path)?.set_modified(time)
+}
+
+/// How long a rename over a file waits, in all, for the file to be free: on Windows a
+/// file that another process holds open cannot be replaced (go reads entries and outputs
+/// through handles that do not share deletion) until that process closes it.
+const REPLACE_PATIENCE: Duration = Duration::from_millis(250);
 
 /// Name of the folder, inside the cache directory, for files being written that belong
 /// to no `<xx>` folder (compressed uploads).
@@ -165,6 +196,8 @@ impl LocalTier {
             Ok(f) => f,
             // NotADirectory: a file stands where the <xx> folder should be (damage).
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(None),
+            // A directory where the entry file should be (damage): Windows refuses to open it.
+            Err(_) if fs::metadata(&action_path).is_ok_and(|m| m.is_dir()) => return Ok(None),
             Err(e) => return Err(fail("open", &action_path)(e)),
         };
         let mut line = [0u8; entry::LINE_LEN + 1];
@@ -189,10 +222,10 @@ impl LocalTier {
         // Mark both files used, as go does, so go's own trim (and ours) keeps them.
         let now = SystemTime::now();
         if is_stale(file.metadata().ok().and_then(|m| m.modified().ok()), now) {
-            let _ = file.set_modified(now);
+            let _ = set_mtime(&action_path, now);
         }
         if is_stale(meta.modified().ok(), now) {
-            let _ = File::open(&path).and_then(|f| f.set_modified(now));
+            let _ = set_mtime(&path, now);
         }
         Ok(Some(Hit { entry, path }))
     }
@@ -225,7 +258,7 @@ impl LocalTier {
         loop {
             let n = self.counter.fetch_add(1, Ordering::Relaxed);
             let path = folder.join(format!("{prefix}{}-{:x}-{n}", std::process::id(), self.nonce));
-            match File::options().write(true).create_new(true).mode(FILE_MODE).open(&path) {
+            match create_new(&path) {
                 Ok(file) => return Ok(TempFile { path, file: Some(file), stored: false }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
                 Err(e)
@@ -241,18 +274,27 @@ impl LocalTier {
 
     /// Stores a complete output (already verified against `entry`) and its entry; returns
     /// the final output path.
+    ///
+    /// Where a file cannot be replaced (on Windows, while another process holds it open),
+    /// what is already there is kept if it will do: an output of the right size (outputs
+    /// are content-addressed, so another writer put the same bytes there), and any entry
+    /// of the action (an earlier put's: go's answer names the output stored here, so the
+    /// put still succeeds, and a later put replaces the entry).
     pub fn store(&self, action: &Id, entry: &Entry, mut body: TempFile) -> Result<PathBuf, LocalError> {
         let out_path = self.output_path(&entry.output_id);
         body.file.take(); // closed before the rename
-        let reuse = fs::metadata(&out_path).is_ok_and(|m| m.is_file() && m.len() == entry.size);
-        if !reuse {
-            if body.path.parent() == out_path.parent() {
-                rename_into_place(&body.path, &out_path)?;
-                body.stored = true;
+        let in_place = |path: &Path| fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == entry.size);
+        if !in_place(&out_path) {
+            let placed = if body.path.parent() == out_path.parent() {
+                rename_patiently(&body.path, &out_path).inspect(|()| body.stored = true)
             } else {
                 // Another folder: a hard link takes only the target folder's lock (a rename
                 // across folders takes the file system's); the temporary name goes on drop.
-                link_into_place(&body.path, &out_path)?;
+                link_into_place(&body.path, &out_path)
+            };
+            match placed {
+                Err(e) if !in_place(&out_path) => return Err(e),
+                _ => {}
             }
         }
         drop(body);
@@ -263,9 +305,31 @@ impl LocalTier {
         let action_path = self.action_path(action);
         let tmp_path = entry_file.path.clone();
         entry_file.file.take();
-        rename_into_place(&tmp_path, &action_path)?;
-        entry_file.stored = true;
+        match rename_patiently(&tmp_path, &action_path) {
+            Ok(()) => entry_file.stored = true,
+            Err(e) if fs::metadata(&action_path).is_ok_and(|m| m.is_file()) => {
+                log!(1, "{e}; the entry there is kept");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(out_path)
+    }
+}
+
+/// [`rename_into_place`], tried again for up to [`REPLACE_PATIENCE`] while a file stands
+/// at `to` that could not be replaced (see there).
+fn rename_patiently(from: &Path, to: &Path) -> Result<(), LocalError> {
+    let mut waited = Duration::ZERO;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match rename_into_place(from, to) {
+            Err(_) if waited < REPLACE_PATIENCE && fs::symlink_metadata(to).is_ok_and(|m| m.is_file()) => {
+                std::thread::sleep(pause);
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            done => return done,
+        }
     }
 }
 
@@ -275,7 +339,7 @@ impl LocalTier {
 fn link_into_place(from: &Path, to: &Path) -> Result<(), LocalError> {
     match fs::hard_link(from, to) {
         Ok(()) => Ok(()),
-        Err(_) => rename_into_place(from, to),
+        Err(_) => rename_patiently(from, to),
     }
 }
 
@@ -434,6 +498,7 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    #[cfg(unix)]
     #[test]
     fn what_we_create_is_our_users_alone() {
         use std::os::unix::fs::PermissionsExt;
@@ -460,11 +525,62 @@ mod tests {
     fn existing_outputs_are_reused_not_rewritten() {
         let (tier, dir) = tier();
         let (_, path) = put(&tier, &Id([2; 32]), b"same bytes", 1);
-        let inode_before = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
+        // A rewrite would give the file a new modification time.
+        let marked = SystemTime::now() - Duration::from_secs(60);
+        set_mtime(&path, marked).unwrap();
         let (_, path2) = put(&tier, &Id([3; 32]), b"same bytes", 2);
         assert_eq!(path, path2);
-        let inode_after = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
-        assert_eq!(inode_before, inode_after);
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), marked);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Opens a file for reading as go does: on Windows without sharing deletion, so that
+    /// while it is open the file cannot be replaced or removed.
+    fn open_like_go(path: &Path) -> File {
+        let mut options = File::options();
+        options.read(true);
+        #[cfg(windows)]
+        std::os::windows::fs::OpenOptionsExt::share_mode(&mut options, 1 | 2); // FILE_SHARE_READ | FILE_SHARE_WRITE
+        options.open(path).unwrap()
+    }
+
+    #[test]
+    fn files_held_open_by_readers_do_not_fail_puts() {
+        let (tier, dir) = tier();
+        let action = Id([14; 32]);
+        let (first, path) = put(&tier, &action, b"held", 1);
+        let held = [open_like_go(&path), open_like_go(&tier.action_path(&action))];
+        // The same output again, for another action and for this one.
+        assert_eq!(put(&tier, &Id([15; 32]), b"held", 2).1, path);
+        put(&tier, &action, b"held", 3);
+        // Another output for this action: stored, while its entry stays held.
+        let (other, other_path) = put(&tier, &action, b"other", 4);
+        assert_eq!(fs::read(&other_path).unwrap(), b"other");
+        let hit = tier.get(&action).unwrap().unwrap();
+        if cfg!(windows) {
+            assert_eq!(hit.entry, first, "the held entry is kept");
+        } else {
+            assert_eq!(hit.entry, other, "the entry is replaced");
+        }
+        assert_eq!(fs::read(&hit.path).unwrap(), fs::read(tier.output_path(&hit.entry.output_id)).unwrap());
+        // A damaged output (wrong size) held open: on Windows it cannot be replaced, and
+        // the put fails after a bounded wait rather than answering with a wrong file.
+        let damaged = Id([16; 32]);
+        let (_, bad_path) = put(&tier, &damaged, b"to be damaged", 1);
+        fs::write(&bad_path, b"short").unwrap();
+        let bad_reader = open_like_go(&bad_path);
+        let body = b"to be damaged";
+        let entry = Entry { output_id: Id(Sha256::digest(body).into()), size: body.len() as u64, time_nanos: 2 };
+        let mut tmp = tier.temp_file().unwrap();
+        tmp.write_all(body).unwrap();
+        let stored = tier.store(&damaged, &entry, tmp);
+        assert_eq!(stored.is_err(), cfg!(windows), "{stored:?}");
+        drop(bad_reader);
+        // Once the readers are gone, puts replace as everywhere.
+        drop(held);
+        let (newest, _) = put(&tier, &action, b"held", 5);
+        assert_eq!(tier.get(&action).unwrap().unwrap().entry, newest);
+        assert_eq!(fs::read(&put(&tier, &damaged, body, 3).1).unwrap(), body);
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,6 +1,6 @@
 //! A small HTTP seam: send one request with a small body, get status, headers and a small
 //! body back. The credential providers (instance metadata, containers, STS) use it, so
-//! the recorded exchanges of `../shared/testdata/credentials/` replay in unit tests; the
+//! the recorded exchanges of `tests/data/credentials/` replay in unit tests; the
 //! real implementation is a ureq agent of its own, with short timeouts and no redirects.
 
 use std::io::Read;

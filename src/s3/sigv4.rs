@@ -544,7 +544,7 @@ mod tests {
     // ---- the official AWS SigV4 test suite ----------------------------------------------
 
     fn suite_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/sigv4/aws-c-auth-v4/v4")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sigv4/aws-c-auth-v4/v4")
     }
 
     fn percent_decode(s: &str) -> String {

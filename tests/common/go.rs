@@ -604,6 +604,24 @@ pub fn scratch_dir(label: &str) -> PathBuf {
     fresh_dir(label)
 }
 
+/// A get in go's framing.
+pub fn get_req(id: i64, action: &[u8; 32]) -> String {
+    format!("{{\"ID\":{id},\"Command\":\"get\",\"ActionID\":\"{}\"}}\n\n", b64(action))
+}
+
+/// A put in go's framing; `output` is what the request claims (in `field`: `OutputID`,
+/// or the legacy `ObjectID`), `body` what follows.
+pub fn put_req(id: i64, action: &[u8; 32], output: &[u8; 32], body: &[u8], field: &str) -> String {
+    let mut s =
+        format!("{{\"ID\":{id},\"Command\":\"put\",\"ActionID\":\"{}\",\"{field}\":\"{}\"", b64(action), b64(output));
+    if body.is_empty() {
+        s.push_str("}\n\n");
+    } else {
+        s.push_str(&format!(",\"BodySize\":{}}}\n\n\"{}\"\n", body.len(), b64(body)));
+    }
+    s
+}
+
 /// Padded standard base64 (written here so the tests do not trust the crate's codec).
 pub fn b64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -655,22 +673,29 @@ impl Session {
     /// then `trailing` (the bucket), in exactly the environment `env`; waits for the
     /// handshake.
     pub fn start(args: &[&str], trailing: &[&str], cache: &Path, stats: &Path, env: &[(&str, &str)]) -> Session {
-        let stderr_path = stats.with_extension("stderr");
         let home = cache.parent().unwrap_or(cache).to_path_buf();
-        let mut child = Command::new(bin())
-            .args(args)
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
             .args(["--cache-dir", &cache.to_string_lossy(), "--stats-file", &stats.to_string_lossy()])
             .args(trailing)
             .env_clear()
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9")
             .envs(env.iter().copied())
-            .env("HOME", home)
+            .env("HOME", home);
+        Session::spawn(cmd, &stats.with_extension("stderr"))
+    }
+
+    /// Starts `cmd` (a cache program with its arguments and environment, perhaps under
+    /// an emulator), its stderr to `stderr_path`; waits for the handshake.
+    pub fn spawn(mut cmd: Command, stderr_path: &Path) -> Session {
+        let stderr_path = stderr_path.to_path_buf();
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr_path).unwrap())
             .spawn()
-            .expect("start the binary under test");
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -3,6 +3,7 @@
 //! them (`faultproxy`, also the `faultproxy` dev binary of scripts/bench.sh).
 
 pub mod connect_proxy;
+pub mod cross;
 pub mod faultproxy;
 pub mod go;
 pub mod remote;

@@ -117,11 +117,10 @@ mod tests {
     use super::*;
     use crate::s3::credentials::tests::context;
 
-    /// The SDKs' own cases of which URIs are allowed (shared/testdata/credentials).
+    /// The SDKs' own cases of which URIs are allowed (tests/data/credentials).
     #[test]
     fn allowed_uris_as_the_sdks_decide() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/credentials/ecs-tests.json");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/credentials/ecs-tests.json");
         let cases: Value = serde_json::from_slice(&std::fs::read(&path).expect("ecs-tests.json")).unwrap();
         let cases = cases["tests"].as_array().unwrap();
         assert!(cases.len() >= 10);

@@ -394,10 +394,10 @@ pub(crate) mod tests {
     /// resolves the same source, sends the same requests, and gets the same credentials.
     #[test]
     fn the_recorded_default_chain_cases() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/testdata/credentials/default-credential-provider-chain");
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/credentials/default-credential-provider-chain");
         let mut cases = 0;
-        for case in std::fs::read_dir(&dir).expect("the shared test data").flatten() {
+        for case in std::fs::read_dir(&dir).expect("tests/data/credentials").flatten() {
             let path = case.path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let env: Value = serde_json::from_slice(&std::fs::read(path.join("env.json")).unwrap()).unwrap();

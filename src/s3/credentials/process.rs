@@ -160,6 +160,8 @@ mod tests {
         }
     }
 
+    // Runs Unix tools (echo, sleep, false).
+    #[cfg(unix)]
     #[test]
     fn runs_bounded() {
         let out = run(&["echo".into(), "hi".into()], Duration::from_secs(5)).unwrap();

@@ -53,13 +53,77 @@ pub struct Files {
     credentials: HashMap<String, Properties>,
 }
 
-/// Where the files are, by the SDKs' rules.
+/// Where the files are, by the SDKs' rules (the home folder is `USERPROFILE` on Windows
+/// when `HOME` is unset).
 pub fn paths(env: &dyn Fn(&str) -> Option<String>) -> (Option<PathBuf>, Option<PathBuf>) {
-    let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let home = env("HOME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| env("USERPROFILE").filter(|h| cfg!(windows) && !h.is_empty()))
+        .map(PathBuf::from);
     let pick = |var: &str, default: &str| {
         env(var).filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(default)))
     };
     (pick("AWS_CONFIG_FILE", ".aws/config"), pick("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"))
+}
+
+/// Reads both files for the settings they hold (region, endpoints). A file that a
+/// variable names but that cannot be read, or a file that is there but cannot be read or
+/// is not an AWS ini file (the SDKs refuse those too), is a problem: which profile the
+/// user meant, with which endpoint, is unknown. A default file that is absent is not.
+/// Returns the files (a file with a problem as empty) and the first problem, naming the
+/// setting and the file.
+pub fn load(env: &dyn Fn(&str) -> Option<String>) -> (Files, Option<String>) {
+    let (config, credentials) = paths(env);
+    let mut problem = None;
+    let mut read = |path: Option<PathBuf>, var: &str| {
+        let path = path?;
+        let named = env(var).is_some_and(|v| !v.is_empty());
+        let setting = if named { var.to_string() } else { format!("the default of {var}") };
+        let checked = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => return None,
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Ok(bytes) => String::from_utf8(bytes)
+                .map_err(|_| format!("{} is not a text file", path.display()))
+                .and_then(|text| validate(&text).map(|()| text).map_err(|e| format!("{}: {e}", path.display()))),
+        };
+        match checked {
+            Ok(text) => Some(text),
+            Err(e) => {
+                problem.get_or_insert(format!("{setting}: {e}"));
+                None
+            }
+        }
+    };
+    let config = read(config, "AWS_CONFIG_FILE").unwrap_or_default();
+    let credentials = read(credentials, "AWS_SHARED_CREDENTIALS_FILE").unwrap_or_default();
+    (Files::from_texts(&config, &credentials), problem)
+}
+
+/// Whether `text` is an AWS ini file: every line blank, a comment, `[section]`, a
+/// property (`name = value`, or `name: value`) in a section, or an indented continuation.
+fn validate(text: &str) -> Result<(), String> {
+    let mut in_section = false;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        let fault = if line.starts_with('[') {
+            if line.ends_with(']') {
+                in_section = true;
+                continue;
+            }
+            "a section header without its closing ]"
+        } else if !in_section {
+            "a line before the first [section]"
+        } else if raw.starts_with([' ', '\t']) || line.contains(['=', ':']) {
+            continue;
+        } else {
+            "neither `name = value` nor a comment"
+        };
+        return Err(format!("line {} is {fault}", n + 1));
+    }
+    Ok(())
 }
 
 impl Files {
@@ -138,6 +202,71 @@ sts =
         assert_eq!(dev["s3.endpoint_url"], "http://profile-s3:9000");
         assert_eq!(files.s3_endpoint(&dev).as_deref(), Some("http://127.0.0.1:3900"), "services section first");
         assert!(files.profile("nope").is_none());
+    }
+
+    #[test]
+    fn what_counts_as_an_ini_file() {
+        assert_eq!(validate(CONFIG), Ok(()));
+        assert_eq!(validate(CREDENTIALS), Ok(()));
+        assert_eq!(validate(""), Ok(()));
+        assert_eq!(validate("[default]\nregion: eu-west-1\nmultiline =\n  more\n"), Ok(()));
+        for (bad, line) in [
+            ("region = x\n[default]\n", 1),
+            ("# c\n[default\nregion = x\n", 2),
+            ("[default]\nregion = x\nAKIAEXAMPLE\n", 3),
+            ("{\"not\": \"ini\"}\n", 1),
+        ] {
+            let e = validate(bad).unwrap_err();
+            assert!(e.starts_with(&format!("line {line} ")), "{bad:?}: {e}");
+        }
+        // The SDKs' own files (smithy-rs's credential cases) are all valid.
+        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/credentials/default-credential-provider-chain");
+        let mut seen = 0;
+        for case in std::fs::read_dir(cases).unwrap().flatten() {
+            for name in ["fs/home/.aws/config", "fs/home/.aws/credentials"] {
+                if let Ok(text) = std::fs::read_to_string(case.path().join(name)) {
+                    assert_eq!(validate(&text), Ok(()), "{}", case.path().join(name).display());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 2, "{seen} files");
+    }
+
+    #[test]
+    fn file_problems_name_the_setting_and_the_file() {
+        let dir = std::env::temp_dir().join(format!("gocacheprog-profile-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join(".aws")).unwrap();
+        let home = dir.to_string_lossy().into_owned();
+        let missing = dir.join("missing").to_string_lossy().into_owned();
+        let env = |vars: Vec<(&'static str, String)>| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        };
+        // Absent default files are normal.
+        assert_eq!(load(&env(vec![("HOME", home.clone())])).1, None);
+        // A named file that is absent, or a directory.
+        let (_, problem) = load(&env(vec![("HOME", home.clone()), ("AWS_CONFIG_FILE", missing.clone())]));
+        let problem = problem.unwrap();
+        assert!(problem.starts_with(&format!("AWS_CONFIG_FILE: cannot read {missing}: ")), "{problem}");
+        let (_, problem) = load(&env(vec![("HOME", home.clone()), ("AWS_SHARED_CREDENTIALS_FILE", home.clone())]));
+        assert!(problem.unwrap().starts_with("AWS_SHARED_CREDENTIALS_FILE: cannot read "));
+        // A default file that is there but is not an ini file; the other file still counts.
+        std::fs::write(dir.join(".aws/credentials"), [0xff, 0xfe, 0]).unwrap();
+        std::fs::write(dir.join(".aws/config"), "[default]\nregion = eu-west-3\n").unwrap();
+        let (files, problem) = load(&env(vec![("HOME", home.clone())]));
+        assert_eq!(
+            problem.as_deref(),
+            Some(
+                format!(
+                    "the default of AWS_SHARED_CREDENTIALS_FILE: {} is not a text file",
+                    dir.join(".aws/credentials").display()
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(files.profile("default").unwrap()["region"], "eu-west-3");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
