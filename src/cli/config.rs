@@ -337,9 +337,9 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     let (remote, remote_off) = match bucket.map(|bucket| remote_config(&look, bucket, env)).transpose() {
         Ok(remote) => (remote, None),
         // A build must not fail because the host lacks a file an inherited variable names:
-        // go's session runs on the local tier. `check` (and the maintenance commands, which
-        // need the bucket) report it.
-        Err(RemoteError::Unusable(why)) if raw.command == Command::Serve => (None, Some(why)),
+        // go's session runs on the local tier (and `trim` needs no bucket). `check` and the
+        // commands that work on the bucket report it.
+        Err(RemoteError::Unusable(why)) if matches!(raw.command, Command::Serve | Command::Trim) => (None, Some(why)),
         Err(RemoteError::Unusable(why)) => return Err(ConfigError(why)),
         Err(RemoteError::Config(e)) => return Err(e),
     };
@@ -862,7 +862,12 @@ mod tests {
             assert!(c.remote.is_none(), "{env:?}");
             let off = c.remote_off.unwrap_or_default();
             assert!(off.starts_with(why), "{env:?}: {off}");
-            // check reports it: the diagnostic command does not hide what it would not use.
+            // trim needs no bucket; check reports it (the diagnostic command does not hide what
+            // it would not use).
+            let trim = parse(vec!["trim".into(), "b".into()], &|k| {
+                [GOCACHE, env].iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            });
+            assert!(matches!(trim, Ok(Action::Run(Command::Trim, _))), "{env:?}");
             let check = parse(vec!["check".into(), "b".into()], &|k| {
                 [GOCACHE, env].iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
             });

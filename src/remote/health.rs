@@ -337,19 +337,22 @@ mod tests {
     #[test]
     fn a_switched_off_store_is_probed_and_switched_back_on() {
         let stats = Stats::new();
-        let health = Health::new(2, Duration::from_millis(50));
+        // The interval is long enough that a loaded machine oversleeping by up to 270 ms
+        // cannot make "still off" checks see the next probe.
+        let interval = Duration::from_millis(300);
+        let health = Health::new(2, interval);
         let refused = S3Error::Transport { op: "GET k".into(), timeout: false, message: "connection refused".into() };
         health.failure(Direction::Reads, &refused, &stats);
         health.failure(Direction::Reads, &refused, &stats);
         assert!(health.is_off(Direction::Reads) && health.is_off(Direction::Writes));
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(interval + Duration::from_millis(30));
         assert!(!health.is_off(Direction::Reads), "the probe goes through");
         assert!(health.is_off(Direction::Reads), "one probe at a time");
         // The probe fails: the next one waits twice as long.
         health.failure(Direction::Reads, &refused, &stats);
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(interval + Duration::from_millis(30));
         assert!(health.is_off(Direction::Reads), "interval doubled");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(interval);
         assert!(!health.is_off(Direction::Reads));
         health.success(Direction::Reads);
         assert!(!health.is_off(Direction::Reads), "back on");
