@@ -13,8 +13,12 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = std::env::args_os().skip(1).collect();
-    match cli::parse(args, &|k| std::env::var(k).ok()) {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let env = |k: &str| std::env::var(k).ok();
+    if let Some(path) = cli::log_file(&args, &env) {
+        log::to_file(&path);
+    }
+    match cli::parse(args, &env) {
         Ok(Action::Run(command, config)) => {
             set_level(config.verbosity);
             match command {

@@ -11,6 +11,7 @@ mod fuzz;
 mod local_tier;
 mod maintenance;
 mod prefetch;
+mod quiet;
 mod remote_tier;
 mod s3_client;
 mod servers_smoke;

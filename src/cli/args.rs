@@ -120,6 +120,24 @@ pub fn parse(args: Vec<OsString>) -> Result<Raw, ConfigError> {
     Ok(raw)
 }
 
+/// The last `--log-file` value of the arguments (any spelling the parser takes), read
+/// before anything else so that even a bad option's message goes to the file.
+pub fn log_file(args: &[OsString]) -> Option<String> {
+    let mut found = None;
+    let mut args = args.iter().cloned().map(normalise);
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else { continue };
+        if text == "--" {
+            break;
+        } else if text == "--log-file" {
+            found = args.next().and_then(|v| v.into_string().ok());
+        } else if let Some(value) = text.strip_prefix("--log-file=") {
+            found = Some(value.to_string());
+        }
+    }
+    found.filter(|v| !v.is_empty())
+}
+
 /// `-v=N`, or `-vv...` as lexopt hands it (`-v` then the value `v...`).
 fn verbosity(current: Option<u8>, v: &str) -> Result<u8, ConfigError> {
     if !v.is_empty() && v.chars().all(|c| c == 'v') {
@@ -165,5 +183,15 @@ mod tests {
         assert_eq!((r.command, r.value("bucket")), (Command::Serve, Some("check")));
         let err = raw(&["b", "--json"]).unwrap_err();
         assert!(err.0.contains("--json is an option of check and usage, not of serve"), "{err}");
+    }
+
+    #[test]
+    fn the_log_file_is_found_before_parsing() {
+        let find = |args: &[&str]| log_file(&args.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(find(&["--frobnicate", "--log-file", "/l1"]).as_deref(), Some("/l1"));
+        assert_eq!(find(&["-log-file=/l2", "b"]).as_deref(), Some("/l2"));
+        assert_eq!(find(&["--log-file=/a", "--log-file", "/b"]).as_deref(), Some("/b"));
+        assert_eq!(find(&["b", "--", "--log-file", "/no"]), None);
+        assert_eq!(find(&["--log-file"]), None);
     }
 }

@@ -25,6 +25,9 @@ pub struct Config {
     pub verbosity: u8,
     pub stats_file: Option<PathBuf>,
     pub metrics_csv: Option<PathBuf>,
+    /// Where messages go instead of stderr (main sets it up before parsing: see
+    /// [`crate::cli::log_file`]).
+    pub log_file: Option<PathBuf>,
     pub remote: Option<RemoteConfig>,
     /// What trimming the local tier removes.
     pub trim: Policy,
@@ -337,6 +340,7 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     };
     let stats_file = look.path("stats-file");
     let metrics_csv = look.path("metrics-csv");
+    let log_file = look.path("log-file");
     let trim = Policy {
         max_age: look.duration("local-max-age")?,
         max_size: look.parsed("local-max-size", "a size in bytes such as 500M, 20G or 1048576", parse_size)?,
@@ -360,6 +364,7 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         verbosity,
         stats_file,
         metrics_csv,
+        log_file,
         remote,
         trim,
         dry_run: raw.has("dry-run"),

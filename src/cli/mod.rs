@@ -38,6 +38,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The `--log-file` (or `GOCACHEPROG_S3_LOG_FILE`) of a command line, found before it is
+/// parsed so that a configuration error is written there too.
+pub fn log_file(args: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+    args::log_file(args).or_else(|| env(&options::env_name("log-file")).filter(|v| !v.is_empty())).map(Into::into)
+}
+
 /// Parses arguments (without the program name) and the environment.
 pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Action, ConfigError> {
     let raw = args::parse(args)?;

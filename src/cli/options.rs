@@ -291,6 +291,13 @@ pub const OPTIONS: &[Opt] = &[
         only: &[Command::Check, Command::Usage],
         ..opt("json", None, Value("false"), "print the report as one JSON object")
     },
+    opt(
+        "log-file",
+        Some("FILE"),
+        Fallback::None,
+        "write every message here (appended, each line with its time and process) instead of stderr, which \
+         then stays empty",
+    ),
     Opt {
         short: Some('v'),
         ..opt(
