@@ -13,6 +13,7 @@ mod maintenance;
 mod prefetch;
 mod quiet;
 mod remote_tier;
+mod report;
 mod s3_client;
 mod servers_smoke;
 mod static_binary;

@@ -101,21 +101,21 @@ pub fn parse(args: Vec<OsString>) -> Result<Raw, ConfigError> {
             (other, None) => return Err(err(other.unexpected())),
         }
     }
-    if raw.positional.len() > 1 {
+    let (what, most) = raw.command.positional();
+    if raw.positional.len() > most {
         return Err(ConfigError(format!(
-            "expected at most one positional argument (the bucket), got {:?}",
+            "expected at most one positional argument ({what}), got {:?}",
             raw.positional
         )));
     }
     let given = raw.values.iter().map(|(name, _)| *name).chain(raw.switches.iter().copied());
     if let Some(o) = given.filter_map(options::find).find(|o| !o.applies_to(raw.command)) {
         let owners: Vec<&str> = o.only.iter().map(|c| c.name()).collect();
-        return Err(ConfigError(format!(
-            "--{} is an option of {}, not of {}",
-            o.name,
-            owners.join(" and "),
-            raw.command.name()
-        )));
+        let owners = match owners.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => owners.join(""),
+        };
+        return Err(ConfigError(format!("--{} is an option of {owners}, not of {}", o.name, raw.command.name())));
     }
     Ok(raw)
 }
@@ -182,7 +182,7 @@ mod tests {
         let r = raw(&["--bucket", "check"]).unwrap();
         assert_eq!((r.command, r.value("bucket")), (Command::Serve, Some("check")));
         let err = raw(&["b", "--json"]).unwrap_err();
-        assert!(err.0.contains("--json is an option of check and usage, not of serve"), "{err}");
+        assert!(err.0.contains("--json is an option of check, usage and report, not of serve"), "{err}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn log_file(args: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Opti
 
 /// Parses arguments (without the program name) and the environment.
 pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Action, ConfigError> {
-    let raw = args::parse(args)?;
+    let mut raw = args::parse(args)?;
     if raw.has("help") {
         return Ok(Action::Help(raw.command));
     }
@@ -54,5 +54,8 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         return Ok(Action::Version);
     }
     let command = raw.command;
-    Ok(Action::Run(command, Box::new(config::build(raw, env)?)))
+    let paths = if command.takes_paths() { std::mem::take(&mut raw.positional) } else { Vec::new() };
+    let mut config = config::build(raw, env)?;
+    config.paths = paths.into_iter().map(Into::into).collect();
+    Ok(Action::Run(command, Box::new(config)))
 }

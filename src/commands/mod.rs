@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod prune;
+pub mod report;
 pub mod serve;
 pub mod trim;
 pub mod usage;
