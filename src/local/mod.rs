@@ -219,7 +219,7 @@ impl LocalTier {
         self.create_temp(&self.dir.join(&id.hex()[..2]), TEMP_PREFIX, FILE_MODE)
     }
 
-    /// [`LocalTier::temp_file_near`] for the body of an output go puts ([`OUTPUT_MODE`]).
+    /// [`LocalTier::temp_file_near`] for the body of an output go puts (executable by its owner).
     pub fn output_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
         self.create_temp(&self.dir.join(&id.hex()[..2]), TEMP_PREFIX, OUTPUT_MODE)
     }
