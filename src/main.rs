@@ -1,5 +1,5 @@
 //! `gocacheprog-s3`: run by cmd/go as `GOCACHEPROG` (`serve`, the default), or by a
-//! person as `gocacheprog-s3 check`, `trim`, `prune`, `usage` or `report`. Parse, then run the command; the exit status is its.
+//! person as `gocacheprog-s3 check`, `trim`, `prune`, `usage`, `report` or `stamp`. Parse, then run the command; the exit status is its.
 use gocacheprog_s3::cli::{self, help, Action, Command};
 use gocacheprog_s3::commands;
 use gocacheprog_s3::{log, log::set_level};
@@ -28,6 +28,7 @@ fn main() -> ExitCode {
                 Command::Prune => commands::prune::run(&config),
                 Command::Usage => commands::usage::run(&config),
                 Command::Report => commands::report::run(&config),
+                Command::Stamp => commands::stamp::run(&config),
             }
         }
         Ok(Action::Help(command)) => print_text(&help::help(command)),

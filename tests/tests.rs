@@ -16,5 +16,6 @@ mod remote_tier;
 mod report;
 mod s3_client;
 mod servers_smoke;
+mod stamp;
 mod static_binary;
 mod store_access;

@@ -16,6 +16,8 @@ pub enum Command {
     Usage,
     /// Sums a job's sessions into a short report.
     Report,
+    /// Dates a checkout's files by their contents, for go's test cache.
+    Stamp,
 }
 
 /// The subcommands: name, what it does, and its usage line.
@@ -56,6 +58,12 @@ pub const COMMANDS: &[(Command, &str, &str, &str)] = &[
         "sum a CI job's sessions (every go command) into a short report",
         "gocacheprog-s3 report [--stats-dir DIR] [FILES...] [--json]",
     ),
+    (
+        Command::Stamp,
+        "stamp",
+        "date files by contents, so go reuses test results on fresh checkouts",
+        "gocacheprog-s3 stamp [DIR]",
+    ),
 ];
 
 impl Command {
@@ -73,13 +81,14 @@ impl Command {
     pub fn positional(self) -> (&'static str, usize) {
         match self {
             Command::Report => ("stats files", usize::MAX),
+            Command::Stamp => ("the directory", 1),
             _ => ("the bucket", 1),
         }
     }
 
     /// Whether its positional arguments are paths rather than the bucket.
     pub fn takes_paths(self) -> bool {
-        matches!(self, Command::Report)
+        matches!(self, Command::Report | Command::Stamp)
     }
 }
 

@@ -4,6 +4,7 @@ pub mod check;
 pub mod prune;
 pub mod report;
 pub mod serve;
+pub mod stamp;
 pub mod trim;
 pub mod usage;
 
