@@ -81,8 +81,8 @@ for mode in stamp plain; do
 		COUNTS[$mode]="$CACHED of $OK"
 		# Which packages reran, once (the tests that read files).
 		if [ "$i" = 1 ]; then
-			say "  reran: $(grep '^ok ' "$WORK_DIR/run-$RUN.log" | grep -v '(cached)' | awk '{ print $2 }' |
-				sed "s|^$MODULE/||" | tr '\n' ' ')"
+			say "  reran (test time): $(grep '^ok ' "$WORK_DIR/run-$RUN.log" | grep -v '(cached)' |
+				awk '{ print $2 " (" $3 ")" }' | sed "s|^$MODULE/||" | tr '\n' ' ')"
 		fi
 	done
 done
