@@ -47,10 +47,11 @@ pub fn record(dir: &Path, stats: &Stats, context: &Context) -> io::Result<PathBu
         format!("{}.{:09}-{}-{:08x}", civil.amz_date(), civil.nanos, std::process::id(), crate::random::nonce() as u32);
     let temp = dir.join(format!(".tmp-{name}"));
     let path = dir.join(format!("{name}.json"));
-    fs::write(&temp, format!("{}\n", Value::Object(object)))?;
-    fs::rename(&temp, &path).inspect_err(|_| {
-        let _ = fs::remove_file(&temp);
-    })?;
+    fs::write(&temp, format!("{}\n", Value::Object(object))).and_then(|()| fs::rename(&temp, &path)).inspect_err(
+        |_| {
+            let _ = fs::remove_file(&temp);
+        },
+    )?;
     Ok(path)
 }
 
