@@ -5,24 +5,11 @@
 use crate::common;
 
 use common::go::{bin, quote_field, run_cacheprog, scratch_dir, stat, Prog, Sandbox};
-use common::remote::{go_remote, refs};
+use common::remote::{go_remote, refs, unreachable_store_env};
 use common::servers::{free_port, S3Server};
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
-
-/// go's environment for a store on 127.0.0.1:`port` where nothing listens.
-fn unreachable_store(port: u16) -> Vec<(String, String)> {
-    [
-        ("AWS_ACCESS_KEY_ID", "GK0000".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "secret".to_string()),
-        ("AWS_REGION", "garage".to_string()),
-        ("AWS_ENDPOINT_URL_S3", format!("http://127.0.0.1:{port}")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
 
 /// Lines of ours in an output (go's own lines do not start with our name).
 fn our_lines(text: &str) -> Vec<&str> {
@@ -53,7 +40,7 @@ fn a_default_session_that_succeeds_prints_nothing() {
 fn with_a_log_file_a_failing_store_leaves_stderr_empty() {
     let sb = Sandbox::new("quiet-log-file");
     let log = sb.root.join("cache.log");
-    let env = unreachable_store(free_port());
+    let env = unreachable_store_env(free_port());
     let log_arg = log.to_string_lossy().into_owned();
 
     // Without it, the failure is said on stderr (what the log file must take over).
