@@ -19,6 +19,7 @@ pub mod commands;
 pub mod entry;
 pub mod id;
 pub mod invocation;
+pub mod job;
 pub mod local;
 pub mod pending;
 pub mod protocol;

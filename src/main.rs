@@ -1,5 +1,5 @@
 //! `gocacheprog-s3`: run by cmd/go as `GOCACHEPROG` (`serve`, the default), or by a
-//! person as `gocacheprog-s3 check`, `trim`, `prune` or `usage`. Parse, then run the command; the exit status is its.
+//! person as `gocacheprog-s3 check`, `trim`, `prune`, `usage`, `report` or `stamp`. Parse, then run the command; the exit status is its.
 use gocacheprog_s3::cli::{self, help, Action, Command};
 use gocacheprog_s3::commands;
 use gocacheprog_s3::{log, log::set_level};
@@ -13,8 +13,12 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = std::env::args_os().skip(1).collect();
-    match cli::parse(args, &|k| std::env::var(k).ok()) {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let env = |k: &str| std::env::var(k).ok();
+    if let Some(path) = cli::log_file(&args, &env) {
+        log::to_file(&path);
+    }
+    match cli::parse(args, &env) {
         Ok(Action::Run(command, config)) => {
             set_level(config.verbosity);
             match command {
@@ -23,6 +27,8 @@ fn main() -> ExitCode {
                 Command::Trim => commands::trim::run(&config),
                 Command::Prune => commands::prune::run(&config),
                 Command::Usage => commands::usage::run(&config),
+                Command::Report => commands::report::run(&config),
+                Command::Stamp => commands::stamp::run(&config),
             }
         }
         Ok(Action::Help(command)) => print_text(&help::help(command)),

@@ -272,7 +272,7 @@ impl Server {
         output: Id,
         body_size: u64,
     ) -> Result<Result<TempFile, String>, StreamError> {
-        let temp = match self.local.temp_file_near(&output) {
+        let temp = match self.local.output_file_near(&output) {
             Ok(t) => t,
             Err(e) => {
                 if body_size > 0 {

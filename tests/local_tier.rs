@@ -515,3 +515,100 @@ fn an_unwritable_local_tier_is_reported_once() {
     assert_eq!(told.len(), 1, "reported once:\n{}", run.stderr);
     assert!(told[0].contains("GOCACHE"), "{}", told[0]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Executable outputs: a toolchain may run a linked binary from its DiskPath.
+
+/// The mode bits of a file.
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+/// A real linked go binary (the sandbox's tiny program, built by plain go).
+fn linked_binary(sb: &Sandbox) -> Vec<u8> {
+    sb.go_plain(&["build", "-o", "bin/tiny", "."], &[]).assert_ok();
+    fs::read(sb.module.join("bin/tiny")).unwrap()
+}
+
+/// Puts `binary` as the output of `action`, then gets it; returns the get's response.
+fn put_then_get(wrapper: &[&str], args: &[&str], env: &[(&str, &str)], action: &[u8; 32], binary: &[u8]) -> Value {
+    let digest = sha256(binary);
+    let stream =
+        put_req(1, action, &digest, binary, "OutputID") + &get_req(2, action) + "{\"ID\":3,\"Command\":\"close\"}\n\n";
+    let run = common::go::run_cacheprog_under(wrapper, args, env, stream.into_bytes(), LIMIT);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    let r = by_id(run.responses());
+    assert!(r[&1].get("Err").is_none(), "{}", r[&1]);
+    assert_hit(&r[&2], binary);
+    r[&2].clone()
+}
+
+/// What the tiny program prints when run from `path`.
+fn run_output(path: &Path) -> String {
+    let out =
+        std::process::Command::new(path).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+    assert!(out.status.success(), "{} exited {}", path.display(), out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_linked_binary_runs_from_its_disk_path_and_the_umask_has_the_last_word() {
+    let sb = Sandbox::new("executable");
+    let binary = linked_binary(&sb);
+    let cache = sb.root.join("tier-put");
+    let r = put_then_get(&[], &["--cache-dir", cache.to_str().unwrap()], &[], &action(60), &binary);
+    let path = disk_path(&r);
+    // The owner may run it; nobody else gains anything (entries and folders stay private).
+    assert_eq!(mode_of(&path) & 0o177, 0o100, "{} is {:o}", path.display(), mode_of(&path));
+    assert_eq!(run_output(&path), "hello, world\n");
+    for e in cache_entries(&cache) {
+        assert_eq!(mode_of(&e.path), 0o600, "entry {}", e.path.display());
+        assert_eq!(mode_of(e.path.parent().unwrap()), 0o700);
+    }
+
+    // A umask that forbids execution is obeyed: the bit comes from the mode asked for at
+    // creation, not from a chmod after it.
+    let strict = sb.root.join("tier-strict");
+    let umask = ["sh", "-c", "umask 177; exec \"$0\" \"$@\""];
+    let r = put_then_get(&umask, &["--cache-dir", strict.to_str().unwrap()], &[], &action(61), &binary);
+    assert_eq!(mode_of(&disk_path(&r)), 0o600);
+}
+
+#[test]
+fn a_linked_binary_downloaded_from_the_bucket_runs_from_its_disk_path() {
+    let server = common::servers::S3Server::garage();
+    let sb = Sandbox::new("executable-remote");
+    let binary = linked_binary(&sb);
+    let env = server.env();
+    let env = common::remote::refs(&env);
+    let a = action(62);
+    let first = sb.root.join("tier-first");
+    put_then_get(&[], &["--cache-dir", first.to_str().unwrap(), "--prefix", "exe", &server.bucket], &env, &a, &binary);
+    // An empty tier: the get downloads it.
+    let second = sb.root.join("tier-second");
+    let get = get_req(1, &a) + "{\"ID\":2,\"Command\":\"close\"}\n\n";
+    let stats = sb.root.join("second.json");
+    let run = run_cacheprog(
+        &[
+            "--cache-dir",
+            second.to_str().unwrap(),
+            "--prefix",
+            "exe",
+            "--stats-file",
+            stats.to_str().unwrap(),
+            &server.bucket,
+        ],
+        &env,
+        get.into_bytes(),
+        LIMIT,
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert_eq!(stat(&read_stats(&stats), "remote_hits"), 1, "{}", run.stderr);
+    let r = by_id(run.responses());
+    assert_hit(&r[&1], &binary);
+    let path = disk_path(&r[&1]);
+    assert!(path.starts_with(&second), "{}", path.display());
+    assert_eq!(mode_of(&path) & 0o177, 0o100, "{} is {:o}", path.display(), mode_of(&path));
+    assert_eq!(run_output(&path), "hello, world\n");
+}

@@ -8,23 +8,10 @@ use crate::common;
 
 use common::faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
 use common::go::{sha256_file, stat, Prog, Sandbox};
-use common::remote::{go_remote, refs, store_env};
+use common::remote::{go_remote, refs, store_env, unreachable_store_env};
 use common::servers::{free_port, S3Server};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// go's environment for a store on 127.0.0.1:`port` where nothing listens.
-fn unreachable_store_env(port: u16) -> Vec<(String, String)> {
-    [
-        ("AWS_ACCESS_KEY_ID", "GK0000".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "secret".to_string()),
-        ("AWS_REGION", "garage".to_string()),
-        ("AWS_ENDPOINT_URL_S3", format!("http://127.0.0.1:{port}")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
 
 /// Every output object under `prefix` as boto3 sees it (the working-set manifests under
 /// `<prefix>/manifests/` aside): its body hashes to its `outputid`.

@@ -165,6 +165,9 @@ def ratio(a, b):
     return a / b
 
 
+KEEP_MARKER = "<!-- other benchmarks: kept when scripts/bench.sh rewrites this file -->"
+
+
 def main():
     if len(sys.argv) not in (5, 6):
         sys.exit(__doc__)
@@ -379,8 +382,18 @@ def main():
             say(f"- {n}")
     say("")
 
+    # Sections other scripts measured (scripts/bench-stamp.sh) live below a marker and
+    # survive this rewrite.
+    kept = ""
+    try:
+        with open(out_md) as f:
+            old = f.read()
+        if KEEP_MARKER in old:
+            kept = "\n" + old[old.index(KEEP_MARKER):]
+    except OSError:
+        pass
     with open(out_md, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + kept)
     with open(out_summary, "w") as f:
         json.dump(summary, f, indent=1)
 

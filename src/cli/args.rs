@@ -101,23 +101,41 @@ pub fn parse(args: Vec<OsString>) -> Result<Raw, ConfigError> {
             (other, None) => return Err(err(other.unexpected())),
         }
     }
-    if raw.positional.len() > 1 {
+    let (what, most) = raw.command.positional();
+    if raw.positional.len() > most {
         return Err(ConfigError(format!(
-            "expected at most one positional argument (the bucket), got {:?}",
+            "expected at most one positional argument ({what}), got {:?}",
             raw.positional
         )));
     }
     let given = raw.values.iter().map(|(name, _)| *name).chain(raw.switches.iter().copied());
     if let Some(o) = given.filter_map(options::find).find(|o| !o.applies_to(raw.command)) {
         let owners: Vec<&str> = o.only.iter().map(|c| c.name()).collect();
-        return Err(ConfigError(format!(
-            "--{} is an option of {}, not of {}",
-            o.name,
-            owners.join(" and "),
-            raw.command.name()
-        )));
+        let owners = match owners.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => owners.join(""),
+        };
+        return Err(ConfigError(format!("--{} is an option of {owners}, not of {}", o.name, raw.command.name())));
     }
     Ok(raw)
+}
+
+/// The last `--log-file` value of the arguments (any spelling the parser takes), read
+/// before anything else so that even a bad option's message goes to the file.
+pub fn log_file(args: &[OsString]) -> Option<String> {
+    let mut found = None;
+    let mut args = args.iter().cloned().map(normalise);
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else { continue };
+        if text == "--" {
+            break;
+        } else if text == "--log-file" {
+            found = args.next().and_then(|v| v.into_string().ok());
+        } else if let Some(value) = text.strip_prefix("--log-file=") {
+            found = Some(value.to_string());
+        }
+    }
+    found.filter(|v| !v.is_empty())
 }
 
 /// `-v=N`, or `-vv...` as lexopt hands it (`-v` then the value `v...`).
@@ -164,6 +182,16 @@ mod tests {
         let r = raw(&["--bucket", "check"]).unwrap();
         assert_eq!((r.command, r.value("bucket")), (Command::Serve, Some("check")));
         let err = raw(&["b", "--json"]).unwrap_err();
-        assert!(err.0.contains("--json is an option of check and usage, not of serve"), "{err}");
+        assert!(err.0.contains("--json is an option of check, usage and report, not of serve"), "{err}");
+    }
+
+    #[test]
+    fn the_log_file_is_found_before_parsing() {
+        let find = |args: &[&str]| log_file(&args.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(find(&["--frobnicate", "--log-file", "/l1"]).as_deref(), Some("/l1"));
+        assert_eq!(find(&["-log-file=/l2", "b"]).as_deref(), Some("/l2"));
+        assert_eq!(find(&["--log-file=/a", "--log-file", "/b"]).as_deref(), Some("/b"));
+        assert_eq!(find(&["b", "--", "--log-file", "/no"]), None);
+        assert_eq!(find(&["--log-file"]), None);
     }
 }

@@ -25,6 +25,13 @@ pub struct Config {
     pub verbosity: u8,
     pub stats_file: Option<PathBuf>,
     pub metrics_csv: Option<PathBuf>,
+    /// `--stats-dir`: each session's record goes there; `report` reads it.
+    pub stats_dir: Option<PathBuf>,
+    /// The positional paths of the commands that take paths (`report`'s files).
+    pub paths: Vec<PathBuf>,
+    /// Where messages go instead of stderr (main sets it up before parsing: see
+    /// [`crate::cli::log_file`]).
+    pub log_file: Option<PathBuf>,
     pub remote: Option<RemoteConfig>,
     /// `serve` only: why the bucket named is not used (a setting the host lends that
     /// cannot be used), naming the setting and the file.
@@ -345,6 +352,8 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     };
     let stats_file = look.path("stats-file");
     let metrics_csv = look.path("metrics-csv");
+    let log_file = look.path("log-file");
+    let stats_dir = look.path("stats-dir");
     let trim = Policy {
         max_age: look.duration("local-max-age")?,
         max_size: look.parsed("local-max-size", "a size in bytes such as 500M, 20G or 1048576", parse_size)?,
@@ -368,6 +377,9 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         verbosity,
         stats_file,
         metrics_csv,
+        stats_dir,
+        paths: Vec::new(),
+        log_file,
         remote,
         remote_off,
         trim,

@@ -57,6 +57,27 @@ pub fn help(command: Command) -> String {
                  the local tier; --json prints one object with the fields the README lists.\n",
             );
         }
+        Command::Report => {
+            out.push_str(&format!("gocacheprog-s3 {name}: {summary}\n\nUSAGE:\n    {usage}\n\n"));
+            out.push_str(
+                "Reads the session files of --stats-dir (GOCACHEPROG_S3_STATS_DIR, set for the whole job so\n\
+                 every go command writes one) and any --stats-file or --metrics-csv files given, and prints\n\
+                 what the cache did for the job: gets and where they were answered, bytes each way, time\n\
+                 the build waited on the bucket, prefetch waste, errors and what was switched off. In\n\
+                 GitHub Actions (GITHUB_STEP_SUMMARY set) it appends the same as Markdown to the summary.\n",
+            );
+        }
+        Command::Stamp => {
+            out.push_str(&format!("gocacheprog-s3 {name}: {summary}\n\nUSAGE:\n    {usage}\n\n"));
+            out.push_str(
+                "go keys a cached test result on the mtimes of the files the test read, and a fresh\n\
+                 checkout gives every file a new one, so tests that read files rerun on every CI runner.\n\
+                 Run this right after the checkout: each file gets an mtime made from a hash of its bytes,\n\
+                 each folder one from its entry names (between 2000 and 2017, with nanoseconds), so the\n\
+                 same code gets the same times everywhere and any change another. It changes mtimes only;\n\
+                 .git is skipped, symbolic links are neither followed nor changed.\n",
+            );
+        }
     }
     out.push_str("\nOPTIONS:\n");
     for o in OPTIONS.iter().filter(|o| o.applies_to(command)) {
@@ -180,7 +201,7 @@ mod tests {
             }
         }
         let serve = help(Command::Serve);
-        for name in ["check", "trim", "prune", "usage"] {
+        for name in ["check", "trim", "prune", "usage", "report", "stamp"] {
             assert!(serve.contains(&format!("    {name} ")), "{serve}");
         }
         assert!(help(Command::Check).contains("Exit status"));

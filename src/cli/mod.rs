@@ -38,9 +38,15 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The `--log-file` (or `GOCACHEPROG_S3_LOG_FILE`) of a command line, found before it is
+/// parsed so that a configuration error is written there too.
+pub fn log_file(args: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+    args::log_file(args).or_else(|| env(&options::env_name("log-file")).filter(|v| !v.is_empty())).map(Into::into)
+}
+
 /// Parses arguments (without the program name) and the environment.
 pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Action, ConfigError> {
-    let raw = args::parse(args)?;
+    let mut raw = args::parse(args)?;
     if raw.has("help") {
         return Ok(Action::Help(raw.command));
     }
@@ -48,5 +54,8 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         return Ok(Action::Version);
     }
     let command = raw.command;
-    Ok(Action::Run(command, Box::new(config::build(raw, env)?)))
+    let paths = if command.takes_paths() { std::mem::take(&mut raw.positional) } else { Vec::new() };
+    let mut config = config::build(raw, env)?;
+    config.paths = paths.into_iter().map(Into::into).collect();
+    Ok(Action::Run(command, Box::new(config)))
 }

@@ -14,6 +14,10 @@ pub enum Command {
     Prune,
     /// Reports what the bucket and the local tier hold.
     Usage,
+    /// Sums a job's sessions into a short report.
+    Report,
+    /// Dates a checkout's files by their contents, for go's test cache.
+    Stamp,
 }
 
 /// The subcommands: name, what it does, and its usage line.
@@ -48,6 +52,18 @@ pub const COMMANDS: &[(Command, &str, &str, &str)] = &[
         "what the bucket's prefix and the local tier hold: objects, bytes, ages",
         "gocacheprog-s3 usage [--json] [OPTIONS] [BUCKET]",
     ),
+    (
+        Command::Report,
+        "report",
+        "sum a CI job's sessions (every go command) into a short report",
+        "gocacheprog-s3 report [--stats-dir DIR] [FILES...] [--json]",
+    ),
+    (
+        Command::Stamp,
+        "stamp",
+        "date files by contents, so go reuses test results on fresh checkouts",
+        "gocacheprog-s3 stamp [DIR]",
+    ),
 ];
 
 impl Command {
@@ -58,6 +74,21 @@ impl Command {
 
     pub fn name(self) -> &'static str {
         COMMANDS.iter().find(|(c, ..)| *c == self).map_or("serve", |(_, name, ..)| name)
+    }
+
+    /// What its positional arguments are, and how many it takes at most (the bucket of the
+    /// others is one).
+    pub fn positional(self) -> (&'static str, usize) {
+        match self {
+            Command::Report => ("stats files", usize::MAX),
+            Command::Stamp => ("the directory", 1),
+            _ => ("the bucket", 1),
+        }
+    }
+
+    /// Whether its positional arguments are paths rather than the bucket.
+    pub fn takes_paths(self) -> bool {
+        matches!(self, Command::Report | Command::Stamp)
     }
 }
 
@@ -283,14 +314,27 @@ pub const OPTIONS: &[Opt] = &[
         )
     },
     opt("stats-file", Some("PATH"), Fallback::None, "write the session's counters as JSON at exit"),
+    opt(
+        "stats-dir",
+        Some("DIR"),
+        Fallback::None,
+        "write each session's counters as a new JSON file in DIR (set it for a whole CI job); report sums them",
+    ),
     Opt {
         aliases: &[],
         ..opt("metrics-csv", Some("PATH"), Fallback::None, "append the counters as a CSV row at exit")
     },
     Opt {
-        only: &[Command::Check, Command::Usage],
+        only: &[Command::Check, Command::Usage, Command::Report],
         ..opt("json", None, Value("false"), "print the report as one JSON object")
     },
+    opt(
+        "log-file",
+        Some("FILE"),
+        Fallback::None,
+        "write every message here (appended, each line with its time and process) instead of stderr, which \
+         then stays empty",
+    ),
     Opt {
         short: Some('v'),
         ..opt(

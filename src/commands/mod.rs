@@ -2,7 +2,9 @@
 
 pub mod check;
 pub mod prune;
+pub mod report;
 pub mod serve;
+pub mod stamp;
 pub mod trim;
 pub mod usage;
 

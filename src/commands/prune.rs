@@ -14,7 +14,6 @@ use crate::s3::client::{Bounds, Client};
 use crate::s3::xml::{self, ListedObject};
 use crate::stats::human_bytes;
 use std::collections::HashSet;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -209,7 +208,7 @@ fn delete_all(remote: &RemoteConfig, objects: &[&ListedObject]) -> Outcome {
         failed: AtomicU64::new(0),
         first_error: Mutex::new(None),
         unsupported: AtomicBool::new(false),
-        tty: std::io::stderr().is_terminal(),
+        tty: crate::log::progress_on_stderr(),
     };
     let started = Instant::now();
     let (batchable, odd): (Vec<&ListedObject>, Vec<&ListedObject>) =

@@ -3,6 +3,7 @@
 
 use crate::cli::{Config, RemoteConfig};
 use crate::invocation::Invocation;
+use crate::job;
 use crate::local::LocalTier;
 use crate::protocol::{handshake_line, RequestReader, Responder, Response};
 use crate::remote::prefetch::Plan;
@@ -105,6 +106,17 @@ fn write_stats(config: &Config, stats: &Stats) {
     if let Some(path) = &config.metrics_csv {
         if let Err(e) = stats.append_csv(path) {
             log!(0, "cannot write --metrics-csv {}: {e}", path.display());
+        }
+    }
+    if let Some(dir) = &config.stats_dir {
+        let context = job::Context {
+            go: Invocation::detect(&|k| std::env::var(k).ok()).subcommand,
+            bucket: config.remote.as_ref().map(|r| r.bucket.clone()),
+            read_only: config.remote.as_ref().is_some_and(|r| r.read_only || r.no_sign_request),
+            notices: crate::log::notices(),
+        };
+        if let Err(e) = job::record(dir, stats, &context) {
+            log!(0, "cannot write a session file into --stats-dir {}: {e}", dir.display());
         }
     }
     log!(1, "{}", stats.summary());

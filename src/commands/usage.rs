@@ -9,7 +9,6 @@ use crate::remote::layout::{Form, Layout};
 use crate::s3::xml::ListedObject;
 use crate::stats::human_bytes;
 use serde_json::json;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -46,7 +45,7 @@ pub fn run(config: &Config) -> ExitCode {
 pub fn list(remote: &RemoteConfig, layout: &Layout) -> Result<Vec<ListedObject>, String> {
     let client = remote.client(2);
     let prefix = layout.under("");
-    let tty = std::io::stderr().is_terminal();
+    let tty = crate::log::progress_on_stderr();
     let mut progress = |n: usize| {
         if tty {
             eprint!("\rlisting s3://{}/{prefix}: {n} objects", remote.bucket);

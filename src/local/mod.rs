@@ -22,10 +22,15 @@ const MTIME_INTERVAL: Duration = Duration::from_secs(3600);
 /// Files and folders this program creates are its user's alone (go itself creates its own
 /// with the umask's permissions; a cache shared between users is not a case go supports).
 /// On Windows they inherit the ACL of the folder they are in (the user's profile).
-#[cfg(unix)]
 const FILE_MODE: u32 = 0o600;
 #[cfg(unix)]
 const DIR_MODE: u32 = 0o700;
+
+/// Outputs also carry their owner's execute bit, as go's own cache gives its cached
+/// executables theirs (0777 less the umask): a toolchain may run a linked binary from its
+/// `DiskPath` (`go test -cachelink`), and the protocol does not say which output is one.
+/// Given at creation, so the umask still has the last word.
+const OUTPUT_MODE: u32 = 0o700;
 
 /// `fs::create_dir_all` with [`DIR_MODE`] for what it creates.
 fn make_dirs(path: &Path) -> io::Result<()> {
@@ -36,12 +41,15 @@ fn make_dirs(path: &Path) -> io::Result<()> {
     builder.create(path)
 }
 
-/// Creates `path`, which must not exist yet, for writing, with [`FILE_MODE`].
-fn create_new(path: &Path) -> io::Result<File> {
+/// Creates `path`, which must not exist yet, for writing; with `mode` less the umask on
+/// Unix (on Windows the folder's ACL decides).
+fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     let mut options = File::options();
     options.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
     options.open(path)
 }
 
@@ -233,7 +241,7 @@ impl LocalTier {
     /// A new temporary file in the cache directory, removed unless stored. Names are created
     /// exclusively: a name left behind by a dead process is skipped, never reused.
     pub fn temp_file(&self) -> Result<TempFile, LocalError> {
-        self.create_temp(&self.tmp, "")
+        self.create_temp(&self.tmp, "", FILE_MODE)
     }
 
     /// A new temporary file in the `<xx>` folder of `id` (`.tmp-<pid>-<nonce>-<n>`, a name
@@ -243,22 +251,27 @@ impl LocalTier {
     /// cross-directory rename lock: with one temporary folder, 64 downloads spent most of
     /// their time waiting on those locks.
     pub fn temp_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
-        self.create_temp(&self.dir.join(&id.hex()[..2]), TEMP_PREFIX)
+        self.create_temp(&self.dir.join(&id.hex()[..2]), TEMP_PREFIX, FILE_MODE)
     }
 
-    /// [`LocalTier::temp_file_near`] for a download (named [`DOWNLOAD_PREFIX`]...).
+    /// [`LocalTier::temp_file_near`] for the body of an output go puts (executable by its owner).
+    pub fn output_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
+        self.create_temp(&self.dir.join(&id.hex()[..2]), TEMP_PREFIX, OUTPUT_MODE)
+    }
+
+    /// [`LocalTier::output_file_near`] for a download (named [`DOWNLOAD_PREFIX`]...).
     pub fn download_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
-        self.create_temp(&self.dir.join(&id.hex()[..2]), DOWNLOAD_PREFIX)
+        self.create_temp(&self.dir.join(&id.hex()[..2]), DOWNLOAD_PREFIX, OUTPUT_MODE)
     }
 
     /// `<folder>/<prefix><pid>-<nonce>-<n>`, created exclusively; a missing folder (go
     /// clean -cache removed it) or a file in its place (damage) is made right first.
-    fn create_temp(&self, folder: &Path, prefix: &str) -> Result<TempFile, LocalError> {
+    fn create_temp(&self, folder: &Path, prefix: &str, mode: u32) -> Result<TempFile, LocalError> {
         let mut attempt = 0;
         loop {
             let n = self.counter.fetch_add(1, Ordering::Relaxed);
             let path = folder.join(format!("{prefix}{}-{:x}-{n}", std::process::id(), self.nonce));
-            match create_new(&path) {
+            match create_new(&path, mode) {
                 Ok(file) => return Ok(TempFile { path, file: Some(file), stored: false }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
                 Err(e)
@@ -503,8 +516,14 @@ mod tests {
     fn what_we_create_is_our_users_alone() {
         use std::os::unix::fs::PermissionsExt;
         let (tier, dir) = tier();
-        let (_, path) = put(&tier, &Id([13; 32]), b"private", 1);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, FILE_MODE);
+        let body = b"private";
+        let entry = Entry { output_id: Id(Sha256::digest(body).into()), size: body.len() as u64, time_nanos: 1 };
+        let mut tmp = tier.output_file_near(&entry.output_id).unwrap();
+        tmp.write_all(body).unwrap();
+        let path = tier.store(&Id([13; 32]), &entry, tmp).unwrap();
+        // Outputs carry the owner's execute bit too (a umask that took the owner's bits
+        // away would show here; test runners do not have one).
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, OUTPUT_MODE);
         assert_eq!(fs::metadata(tier.action_path(&Id([13; 32]))).unwrap().permissions().mode() & 0o777, FILE_MODE);
         assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, DIR_MODE);
         fs::remove_dir_all(dir).unwrap();

@@ -553,10 +553,30 @@ impl ProgRun {
 /// Runs the binary with `args`, feeding `input` to its stdin from another thread and then
 /// closing it; stdout and stderr go to files (no pipe deadlock); killed after `limit`.
 pub fn run_cacheprog(args: &[&str], env: &[(&str, &str)], input: Vec<u8>, limit: Duration) -> ProgRun {
+    run_cacheprog_under(&[], args, env, input, limit)
+}
+
+/// [`run_cacheprog`] with the binary started by `wrapper` (e.g. `sh -c 'umask 177; exec
+/// "$0" "$@"'`, which gets the binary's path and `args` as its arguments).
+pub fn run_cacheprog_under(
+    wrapper: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Vec<u8>,
+    limit: Duration,
+) -> ProgRun {
     let dir = fresh_dir("prog-io");
     let out_path = dir.join("stdout");
     let err_path = dir.join("stderr");
-    let mut child = Command::new(bin())
+    let mut command = match wrapper.split_first() {
+        None => Command::new(bin()),
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin());
+            c
+        }
+    };
+    let mut child = command
         .args(args)
         .env_clear()
         .env("HOME", &dir)

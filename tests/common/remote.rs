@@ -36,3 +36,16 @@ pub fn go_via(sb: &Sandbox, server: &S3Server, endpoint: &str, tier: &str, args:
 pub fn go_remote(sb: &Sandbox, server: &S3Server, tier: &str, args: &[&str], prog_args: &[&str]) -> GoRun {
     go_via(sb, server, &server.endpoint, tier, args, prog_args)
 }
+
+/// go's environment for a store on 127.0.0.1:`port` where nothing listens.
+pub fn unreachable_store_env(port: u16) -> Vec<(String, String)> {
+    [
+        ("AWS_ACCESS_KEY_ID", "GK0000".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "secret".to_string()),
+        ("AWS_REGION", "garage".to_string()),
+        ("AWS_ENDPOINT_URL_S3", format!("http://127.0.0.1:{port}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
