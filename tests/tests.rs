@@ -14,5 +14,6 @@ mod prefetch;
 mod remote_tier;
 mod s3_client;
 mod servers_smoke;
+mod sso;
 mod static_binary;
 mod store_access;
