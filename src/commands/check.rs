@@ -174,6 +174,9 @@ fn find_credentials(remote: &RemoteConfig, report: &mut Report) -> Option<Issued
                     "no instance role answered: attach an instance profile, or set credentials".into()
                 }
                 (_, Some(role)) if e.contains("aws sso login") => format!("{}, then check again", role.login.advice()),
+                (Source::Login(session), _) if e.contains("aws login") => {
+                    format!("{}, then check again", session.advice())
+                }
                 _ => "fix that source (the message says what it answered), or set other credentials".into(),
             };
             report.steps.push(Step::failed(

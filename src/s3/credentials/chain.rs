@@ -4,19 +4,20 @@
 //!    cache only), then `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
 //! 2. the shared files' profile (`--profile`, `AWS_PROFILE`, else `default`): `role_arn`
 //!    with `web_identity_token_file`, `source_profile` or `credential_source`; an IAM Identity
-//!    Center (SSO) role; `credential_process`; static keys;
+//!    Center (SSO) role; a console session (`login_session`); `credential_process`; static
+//!    keys;
 //! 3. web identity: `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` (EKS IRSA, GitHub OIDC);
 //! 4. container credentials: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` / `_FULL_URI` (ECS,
 //!    EKS Pod Identity);
 //! 5. EC2 instance metadata (IMDSv2), unless `AWS_EC2_METADATA_DISABLED=true`.
 //!
 //! Resolving only reads the environment and the files; fetching is what talks to STS, the
-//! SSO portal, a container endpoint or the instance. A source that is configured but cannot
+//! SSO portal, AWS Sign-In, a container endpoint or the instance. A source that is configured but cannot
 //! work is an error that names it; the instance metadata fallback that does not answer is
 //! "none".
 
 use super::profile::{self, Files, Properties};
-use super::{container, imds, process, sso, sts, Context, Credentials, Issued};
+use super::{container, imds, login, process, sso, sts, Context, Credentials, Issued};
 use std::path::PathBuf;
 
 /// Where credentials come from, once resolved (fetched again on each refresh).
@@ -32,6 +33,8 @@ pub enum Source {
     AssumeRole { role: sts::AssumeRole, source: Box<Source> },
     /// An SSO role, for the login `aws sso login` cached.
     Sso(Box<sso::Sso>),
+    /// A console session `aws login` cached.
+    Login(Box<login::Login>),
     /// The ECS / EKS Pod Identity endpoint.
     Container(container::Endpoint),
     /// The EC2 instance metadata service.
@@ -58,6 +61,7 @@ impl Source {
                 role.fetch(ctx, &with.credentials)
             }
             Source::Sso(role) => role.fetch(ctx),
+            Source::Login(session) => session.fetch(ctx),
             Source::Container(endpoint) => endpoint.fetch(ctx),
             Source::Instance(endpoint) => endpoint.fetch(ctx),
         }
@@ -71,6 +75,7 @@ impl Source {
             Source::WebIdentity(w) => format!("web identity ({})", w.role_arn),
             Source::AssumeRole { role, source } => format!("role {} assumed with {}", role.role_arn, source.describe()),
             Source::Sso(role) => role.describe(),
+            Source::Login(session) => session.describe(),
             Source::Container(e) => format!("container credentials ({})", e.url),
             Source::Instance(e) => format!("EC2 instance metadata ({})", e.base),
         }
@@ -212,8 +217,7 @@ fn from_profile(
                 static_keys(source_name, &source_props)
                     .ok_or_else(|| format!("profile {name}: source_profile {source_name} holds no keys"))?
             } else if !source_props.contains_key("role_arn") {
-                sso::Sso::from_profile(ctx, files, source_name, &source_props)?
-                    .map(|role| Source::Sso(Box::new(role)))
+                base(ctx, files, source_name, &source_props)?
                     .or_else(|| static_keys(source_name, &source_props))
                     .ok_or_else(|| format!("profile {name}: source_profile {source_name} holds no keys"))?
             } else {
@@ -251,13 +255,22 @@ fn from_profile(
         };
         return Ok(Some(Source::AssumeRole { role, source: Box::new(source) }));
     }
-    if let Some(role) = sso::Sso::from_profile(ctx, files, name, props)? {
-        return Ok(Some(Source::Sso(Box::new(role))));
+    if let Some(source) = base(ctx, files, name, props)? {
+        return Ok(Some(source));
     }
     if let Some(command) = props.get("credential_process") {
         return Ok(Some(Source::Process { command: command.clone(), profile: name.to_string() }));
     }
     Ok(static_keys(name, props))
+}
+
+/// A profile's SSO role or console session (the SDKs' order), which can also sign an
+/// `AssumeRole` as a `source_profile`.
+fn base(ctx: &Context, files: &Files, name: &str, props: &Properties) -> Result<Option<Source>, String> {
+    if let Some(role) = sso::Sso::from_profile(ctx, files, name, props)? {
+        return Ok(Some(Source::Sso(Box::new(role))));
+    }
+    Ok(login::Login::from_profile(ctx, files, name, props)?.map(|session| Source::Login(Box::new(session))))
 }
 
 fn static_keys(name: &str, props: &Properties) -> Option<Source> {

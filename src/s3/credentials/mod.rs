@@ -4,9 +4,12 @@
 
 pub mod chain;
 mod container;
+mod dpop;
 mod imds;
+pub mod login;
 mod process;
 pub mod profile;
+mod service_endpoint;
 pub mod sso;
 mod sso_token;
 mod sts;

@@ -22,9 +22,9 @@
 //! `https://portal.sso.<sso_region>.amazonaws.com` / `https://oidc.<sso_region>.amazonaws.com`.
 
 use super::profile::{Files, Properties};
+use super::service_endpoint::configured as endpoint;
 use super::sso_token::{self, error_summary, scrub, TokenSource};
 use super::{Context, Credentials, Issued};
-use crate::s3::endpoint::Endpoint;
 use crate::s3::http::HttpRequest;
 use crate::s3::sigv4::uri_encode;
 use serde_json::Value;
@@ -165,27 +165,6 @@ fn parse(body: &[u8]) -> Result<Issued, String> {
         credentials: Credentials { access_key_id, secret_access_key, session_token: field("sessionToken") },
         expires: Some(expires),
     })
-}
-
-/// The endpoint configured for the AWS service `id` (its SDK service ID), in the SDKs'
-/// order for service-specific endpoints (`None`: the default).
-fn endpoint(ctx: &Context, files: &Files, props: &Properties, id: &str) -> Result<Option<String>, String> {
-    let env_name = format!("AWS_ENDPOINT_URL_{}", id.to_ascii_uppercase().replace(' ', "_"));
-    let key = format!("{}.endpoint_url", id.to_ascii_lowercase().replace(' ', "_"));
-    let from_services = props.get("services").and_then(|s| Some((s, files.services(s)?.get(&key)?)));
-    let found = ctx
-        .var(&env_name)
-        .map(|url| (url, env_name.clone()))
-        .or_else(|| ctx.var("AWS_ENDPOINT_URL").map(|url| (url, "AWS_ENDPOINT_URL".to_string())))
-        .or_else(|| from_services.map(|(s, url)| (url.clone(), format!("[services {s}] {key}"))))
-        .or_else(|| props.get("endpoint_url").map(|url| (url.clone(), "the profile's endpoint_url".to_string())));
-    match found {
-        None => Ok(None),
-        Some((url, origin)) => {
-            Endpoint::parse(&url).map_err(|e| format!("{origin} ({id} endpoint): {e}"))?;
-            Ok(Some(url.trim_end_matches('/').to_string()))
-        }
-    }
 }
 
 #[cfg(test)]
