@@ -9,6 +9,7 @@ mod credentials;
 mod faults;
 mod fuzz;
 mod local_tier;
+mod login;
 mod maintenance;
 mod prefetch;
 mod remote_tier;
