@@ -22,6 +22,28 @@ const ACCOUNT: &str = "111122223333";
 const ROLE: &str = "CacheWriter";
 const START_URL: &str = "https://corp.awsapps.com/start";
 
+/// A store, the stand-ins giving its keys as role CacheWriter in ACCOUNT, a sandbox, and its
+/// home with `config` as `~/.aws/config`.
+struct World {
+    server: S3Server,
+    sso: SsoStandIns,
+    sb: Sandbox,
+    home: PathBuf,
+}
+
+fn world(label: &str, server: S3Server, config: &str) -> World {
+    let sso = SsoStandIns::start(ACCOUNT, ROLE, (&server.access_key, &server.secret_key));
+    let sb = Sandbox::new(label);
+    let home = sb.root.join("home");
+    write(&home.join(".aws/config"), config);
+    World { server, sso, sb, home }
+}
+
+/// An access token the portal never issued (a secret all the same).
+fn unknown_token() -> String {
+    common::secret(&format!("aoaAAAAAGZunknown{}", common::servers::random_hex(20)))
+}
+
 /// `[profile cache]` of sso-session `corp`, for `role`.
 fn session_config(role: &str) -> String {
     format!(
@@ -127,11 +149,7 @@ fn build_goes_on_local_only(
 /// role's credentials at the portal, and every compile lands in the bucket.
 #[test]
 fn an_sso_session_profile_builds_into_the_bucket() {
-    let server = S3Server::garage();
-    let sso = SsoStandIns::start(ACCOUNT, ROLE, (&server.access_key, &server.secret_key));
-    let sb = Sandbox::new("sso-session");
-    let home = sb.root.join("home");
-    write(&home.join(".aws/config"), &session_config(ROLE));
+    let World { server, sso, sb, home } = world("sso-session", S3Server::garage(), &session_config(ROLE));
     let token = sso.log_in();
     let expires = SystemTime::now() + Duration::from_secs(8 * 3600);
     write(&cache_file(&home, "corp"), &login(&token, expires, None).to_string());
@@ -155,18 +173,14 @@ fn an_sso_session_profile_builds_into_the_bucket() {
 /// SHA-1), with the config file where `AWS_CONFIG_FILE` says and the cache under `HOME`.
 #[test]
 fn a_legacy_profile_from_aws_config_file() {
-    let server = S3Server::garage();
-    let sso = SsoStandIns::start(ACCOUNT, ROLE, (&server.access_key, &server.secret_key));
-    let sb = Sandbox::new("sso-legacy");
-    let home = sb.root.join("home");
-    let config = sb.root.join("etc/aws-config");
-    write(
-        &config,
-        &format!(
-            "[profile old]\nsso_start_url = {START_URL}\nsso_region = eu-west-1\nsso_account_id = {ACCOUNT}\n\
-             sso_role_name = {ROLE}\n"
-        ),
+    let legacy = format!(
+        "[profile old]\nsso_start_url = {START_URL}\nsso_region = eu-west-1\nsso_account_id = {ACCOUNT}\n\
+         sso_role_name = {ROLE}\n"
     );
+    let World { server, sso, sb, home } = world("sso-legacy", S3Server::garage(), "");
+    // The config file elsewhere, and an empty one in ~/.aws.
+    let config = sb.root.join("etc/aws-config");
+    write(&config, &legacy);
     let token = sso.log_in();
     let expires = SystemTime::now() + Duration::from_secs(3600);
     write(
@@ -185,13 +199,9 @@ fn a_legacy_profile_from_aws_config_file() {
 /// SDKs rewrite it, so the next go command needs no refresh.
 #[test]
 fn an_expired_login_is_refreshed_through_sso_oidc() {
-    let server = S3Server::garage();
-    let sso = SsoStandIns::start(ACCOUNT, ROLE, (&server.access_key, &server.secret_key));
-    let sb = Sandbox::new("sso-refresh");
-    let home = sb.root.join("home");
-    write(&home.join(".aws/config"), &session_config(ROLE));
+    let World { server, sso, sb, home } = world("sso-refresh", S3Server::garage(), &session_config(ROLE));
     let client = sso.register_client();
-    let stale = common::secret(&format!("aoaAAAAAGZexpired{}", common::servers::random_hex(20)));
+    let stale = unknown_token();
     let file = cache_file(&home, "corp");
     let expired = SystemTime::now() - Duration::from_secs(600);
     write(&file, &login(&stale, expired, Some(&client)).to_string());
@@ -230,12 +240,8 @@ fn an_expired_login_is_refreshed_through_sso_oidc() {
 /// from the local tier. The portal is never shown the expired token.
 #[test]
 fn an_expired_login_says_once_to_log_in_again() {
-    let server = S3Server::garage();
-    let sso = SsoStandIns::start(ACCOUNT, ROLE, (&server.access_key, &server.secret_key));
-    let sb = Sandbox::new("sso-expired");
-    let home = sb.root.join("home");
-    write(&home.join(".aws/config"), &session_config(ROLE));
-    let stale = common::secret(&format!("aoaAAAAAGZexpired{}", common::servers::random_hex(20)));
+    let World { server, sso, sb, home } = world("sso-expired", S3Server::garage(), &session_config(ROLE));
+    let stale = unknown_token();
     let file = cache_file(&home, "corp");
     let expired = SystemTime::now() - Duration::from_secs(600);
     write(&file, &login(&stale, expired, None).to_string());
@@ -278,11 +284,8 @@ fn an_expired_login_says_once_to_log_in_again() {
 /// (403), a token the portal does not know (401).
 #[test]
 fn the_portals_refusals_name_the_fix() {
-    let server = S3Server::garage();
-    let sso = SsoStandIns::start(ACCOUNT, ROLE, (&server.access_key, &server.secret_key));
-    let sb = Sandbox::new("sso-refused");
-    let home = sb.root.join("home");
-    write(&home.join(".aws/config"), &session_config("AdministratorAccess"));
+    let World { server, sso, sb, home } =
+        world("sso-refused", S3Server::garage(), &session_config("AdministratorAccess"));
     let later = SystemTime::now() + Duration::from_secs(3600);
     write(&cache_file(&home, "corp"), &login(&sso.log_in(), later, None).to_string());
     let env = sso_env(&sb, &server, &sso, &home, "cache");
@@ -296,7 +299,7 @@ fn the_portals_refusals_name_the_fix() {
     );
 
     write(&home.join(".aws/config"), &session_config(ROLE));
-    let unknown = common::secret(&format!("aoaAAAAAGZforged{}", common::servers::random_hex(20)));
+    let unknown = unknown_token();
     write(&cache_file(&home, "corp"), &login(&unknown, later, None).to_string());
     build_goes_on_local_only(
         &sb,
@@ -313,11 +316,7 @@ fn the_portals_refusals_name_the_fix() {
 /// whether it refreshes; an expired login fails the check with the command to run.
 #[test]
 fn check_reports_the_sso_login() {
-    let server = S3Server::garage();
-    let sso = SsoStandIns::start(ACCOUNT, ROLE, (&server.access_key, &server.secret_key));
-    let sb = Sandbox::new("sso-check");
-    let home = sb.root.join("home");
-    write(&home.join(".aws/config"), &session_config(ROLE));
+    let World { server, sso, sb, home } = world("sso-check", S3Server::garage(), &session_config(ROLE));
     let client = sso.register_client();
     let later = SystemTime::now() + Duration::from_secs(3 * 3600);
     write(&cache_file(&home, "corp"), &login(&sso.log_in(), later, Some(&client)).to_string());
@@ -355,12 +354,9 @@ fn check_reports_the_sso_login() {
 /// requests.
 #[test]
 fn an_sso_profile_as_the_source_of_an_assumed_role() {
-    let server = S3Server::moto();
+    let World { server, sso, sb, home } = world("sso-assume-role", S3Server::moto(), "");
     // Without a session token: moto's STS refuses one it did not issue itself.
-    let sso = SsoStandIns::start(ACCOUNT, ROLE, (&server.access_key, &server.secret_key));
     sso.without_session_token();
-    let sb = Sandbox::new("sso-assume-role");
-    let home = sb.root.join("home");
     write(
         &home.join(".aws/config"),
         &format!(
