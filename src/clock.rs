@@ -129,7 +129,12 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
         format!("{digits:0<9}").parse().ok()?
     };
     let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    Some(from_unix_nanos(secs.checked_mul(1_000_000_000)?.checked_add(i64::from(nanos))?))
+    // Seconds and nanoseconds apart: credential caches write expiries past 2262 (`3025-...`),
+    // beyond what nanoseconds since the epoch hold in an i64.
+    match u64::try_from(secs) {
+        Ok(secs) => UNIX_EPOCH.checked_add(Duration::new(secs, nanos)),
+        Err(_) => Some(from_unix_nanos(secs.checked_mul(1_000_000_000)?.checked_add(i64::from(nanos))?)),
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +173,9 @@ mod tests {
             parse_rfc3339("2024-02-29T12:34:56.848531745Z").map(unix_nanos),
             Some(to_tick(1_709_210_096_848_531_745))
         );
+        // Past 2262 (the SDKs' test data for login caches).
+        let far = parse_rfc3339("3025-09-14T04:05:45Z").unwrap();
+        assert_eq!(far.duration_since(UNIX_EPOCH).unwrap().as_secs(), 33_314_731_545);
         for bad in ["", "2021-13-01T00:00:00Z", "yesterday", "2021-09-21", "2021-09-21T04:16Z", "2021-09-21T04:16:53.x"]
         {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");

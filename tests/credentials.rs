@@ -1,7 +1,8 @@
 //! The credential chain end to end: each source the AWS SDKs know gives the keys a real
 //! `go build` signs its requests with, against real stores (Garage, and moto for STS),
 //! with stand-ins on 127.0.0.1 for what nothing real can run here (instance metadata,
-//! container endpoints). Every run's output is checked for the secrets (common::secret).
+//! container endpoints; the SSO portal and SSO OIDC: see `sso.rs`). Every run's output is
+//! checked for the secrets (common::secret).
 
 use crate::common;
 
@@ -12,14 +13,14 @@ use common::standin::{StandIn, IMDS_TOKEN};
 use std::fs;
 
 /// go's environment for `server` with no credentials in it: the chain must find them.
-fn env_without_keys(sb: &Sandbox, server: &S3Server, tier: &str) -> Vec<(String, String)> {
+pub fn env_without_keys(sb: &Sandbox, server: &S3Server, tier: &str) -> Vec<(String, String)> {
     let mut env = common::remote::store_env(sb, server, &server.endpoint, tier);
     env.retain(|(k, _)| !k.starts_with("AWS_ACCESS_KEY_ID") && !k.starts_with("AWS_SECRET_ACCESS_KEY"));
     env
 }
 
 /// A cold build with `env`: every put uploaded (so the requests were signed and accepted).
-fn build_uploads_everything(sb: &Sandbox, server: &S3Server, env: &[(String, String)], extra: &[&str]) -> GoRun {
+pub fn build_uploads_everything(sb: &Sandbox, server: &S3Server, env: &[(String, String)], extra: &[&str]) -> GoRun {
     let mut prog: Vec<&str> = extra.to_vec();
     prog.push(&server.bucket);
     let run = sb.spawn(&["build", "./..."], &refs(env), Prog::Ours(&prog)).wait();
@@ -30,7 +31,7 @@ fn build_uploads_everything(sb: &Sandbox, server: &S3Server, env: &[(String, Str
     run
 }
 
-fn write(path: &std::path::Path, text: &str) {
+pub fn write(path: &std::path::Path, text: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, text).unwrap();
 }
@@ -195,23 +196,4 @@ fn assume_role_with_a_source_profile() {
     env.push(("AWS_PROFILE".into(), "deploy".into()));
     let run = build_uploads_everything(&sb, &server, &env, &["-vv"]);
     assert!(run.stderr.contains("assumed with profile default"), "{}", run.stderr);
-}
-
-/// SSO profiles are not read: the message says what to run instead, and the build goes on.
-#[test]
-fn an_sso_profile_says_what_to_do() {
-    let server = S3Server::garage();
-    let sb = Sandbox::new("sso");
-    let home = sb.root.join("home");
-    write(
-        &home.join(".aws/config"),
-        "[default]\nsso_start_url = https://example.awsapps.com/start\nsso_region = us-east-1\n",
-    );
-    let mut env = env_without_keys(&sb, &server, "t");
-    env.push(("HOME".into(), home.to_string_lossy().into_owned()));
-    let bucket = server.bucket.clone();
-    let run = sb.spawn(&["build", "./..."], &refs(&env), Prog::Ours(&[&bucket])).wait();
-    run.assert_ok();
-    let line = run.stderr.lines().find(|l| l.contains("switched off")).unwrap_or_default();
-    assert!(line.contains("aws sso login") && line.contains("export-credentials"), "{}", run.stderr);
 }

@@ -42,6 +42,8 @@ struct Found {
     source: Option<String>,
     access_key_id: Option<String>,
     expires: Option<SystemTime>,
+    /// The SSO login behind the credentials: its token's expiry and whether it refreshes.
+    login: Option<String>,
     tried: Vec<String>,
 }
 
@@ -156,7 +158,9 @@ fn find_credentials(remote: &RemoteConfig, report: &mut Report) -> Option<Issued
         return None;
     };
     report.credentials.source = Some(source.describe());
-    match source.fetch(&ctx) {
+    let fetched = source.fetch(&ctx);
+    report.credentials.login = source.sso().map(|role| sso_login(role, &ctx));
+    match fetched {
         Ok(issued) => {
             report.credentials.access_key_id = Some(issued.credentials.access_key_id.clone());
             report.credentials.expires = issued.expires;
@@ -165,19 +169,49 @@ fn find_credentials(remote: &RemoteConfig, report: &mut Report) -> Option<Issued
             Some(issued)
         }
         Err(e) => {
-            let fix = match &source {
-                Source::Instance(_) => "no instance role answered: attach an instance profile, or set credentials",
-                _ => "fix that source (the message says what it answered), or set other credentials",
+            let fix = match (&source, source.sso()) {
+                (Source::Instance(_), _) => {
+                    "no instance role answered: attach an instance profile, or set credentials".into()
+                }
+                (_, Some(role)) if e.contains("aws sso login") => format!("{}, then check again", role.login.advice()),
+                (Source::Login(session), _) if e.contains("aws login") => {
+                    format!("{}, then check again", session.advice())
+                }
+                _ => "fix that source (the message says what it answered), or set other credentials".into(),
             };
             report.steps.push(Step::failed(
                 "credentials",
                 true,
                 source.describe(),
                 format!("{}: {e}", source.describe()),
-                fix.into(),
+                fix,
             ));
             None
         }
+    }
+}
+
+/// One line on an SSO login: which, when its token expires, whether it is refreshed.
+fn sso_login(role: &credentials::sso::Sso, ctx: &credentials::Context) -> String {
+    let login = &role.login;
+    match login.status(ctx) {
+        Ok(status) => {
+            let refresh = match status.refreshable {
+                Ok(until) => format!(
+                    "refreshed through SSO OIDC ({}) until its registration expires {}",
+                    login.oidc,
+                    httpdate::fmt_http_date(until)
+                ),
+                Err(why) => format!("not refreshable ({why}): {} when it expires", login.advice()),
+            };
+            let token = if status.expires > SystemTime::now() {
+                format!("token expires {}", expiry(status.expires))
+            } else {
+                format!("token expired {}", httpdate::fmt_http_date(status.expires))
+            };
+            format!("SSO login: {} at {}, {token}; {refresh}", login.label(), role.portal)
+        }
+        Err(e) => format!("SSO login: {}: {e}", login.label()),
     }
 }
 
@@ -416,6 +450,9 @@ fn to_text(r: &Report) -> String {
     if let Some(t) = r.credentials.expires {
         out.push_str(&format!("  expires {}\n", expiry(t)));
     }
+    if let Some(login) = &r.credentials.login {
+        out.push_str(&format!("  {login}\n"));
+    }
     if !r.credentials.tried.is_empty() {
         out.push_str(&format!("  looked at first: {}\n", r.credentials.tried.join("; ")));
     }
@@ -471,6 +508,7 @@ fn to_json(r: &Report) -> String {
             "source": r.credentials.source,
             "access_key_id": r.credentials.access_key_id,
             "expires": r.credentials.expires.map(httpdate::fmt_http_date),
+            "login": r.credentials.login,
             "tried": r.credentials.tried,
         },
         "steps": steps,

@@ -151,7 +151,8 @@ impl S3Error {
                      --endpoint names an S3 API and not another service, and any proxy or load balancer in between"
                         .into(),
                 ),
-                S3Error::Credentials { message, .. } => Some(format!("fix the credentials: {message}")),
+                // The message itself says what to change (`aws sso login --profile X`, set
+                // both keys...): repeating it as a hint would say it twice on one line.
                 _ => None,
             };
         };

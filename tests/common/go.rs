@@ -300,9 +300,12 @@ impl Sandbox {
             ("LANG".into(), "C".into()),
             // The credential chain's defaults are real addresses: never reachable from a
             // test (a test that wants a stand-in sets AWS_EC2_METADATA_SERVICE_ENDPOINT and
-            // removes this).
+            // removes this; the STS, SSO and Sign-In endpoints point at a closed port).
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
             ("AWS_ENDPOINT_URL_STS".into(), "http://127.0.0.1:9".into()),
+            ("AWS_ENDPOINT_URL_SSO".into(), "http://127.0.0.1:9".into()),
+            ("AWS_ENDPOINT_URL_SSO_OIDC".into(), "http://127.0.0.1:9".into()),
+            ("AWS_ENDPOINT_URL_SIGNIN".into(), "http://127.0.0.1:9".into()),
         ];
         if let Some(path) = std::env::var_os("PATH") {
             env.push(("PATH".into(), path));
@@ -582,6 +585,9 @@ pub fn run_cacheprog_under(
         .env("HOME", &dir)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL_SSO", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL_SSO_OIDC", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL_SIGNIN", "http://127.0.0.1:9")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(File::create(&out_path).unwrap())
@@ -701,6 +707,9 @@ impl Session {
             .env_clear()
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9")
+            .env("AWS_ENDPOINT_URL_SSO", "http://127.0.0.1:9")
+            .env("AWS_ENDPOINT_URL_SSO_OIDC", "http://127.0.0.1:9")
+            .env("AWS_ENDPOINT_URL_SIGNIN", "http://127.0.0.1:9")
             .envs(env.iter().copied())
             .env("HOME", home);
         Session::spawn(cmd, &stats.with_extension("stderr"))

@@ -8,6 +8,8 @@ pub mod faultproxy;
 pub mod go;
 pub mod remote;
 pub mod servers;
+pub mod signin;
+pub mod sso;
 pub mod standin;
 pub mod tls;
 

@@ -611,7 +611,7 @@ fn sweep_stale_temp_dirs() {
 }
 
 /// `n` random bytes as lowercase hex (2n chars), from /dev/urandom.
-fn random_hex(n: usize) -> String {
+pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
     File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("read /dev/urandom");
     buf.iter().map(|b| format!("{b:02x}")).collect()

@@ -1,7 +1,8 @@
-//! A stand-in for the credential endpoints nothing real can provide here: the EC2 instance
-//! metadata service (IMDSv2) and the ECS / EKS container credentials endpoint. A real
-//! HTTP server on 127.0.0.1 (std only) that serves the given keys and records what it was
-//! asked.
+//! Stand-ins for the credential endpoints nothing real can provide here: a real HTTP
+//! server on 127.0.0.1 (std only) that answers each request with a handler and records what
+//! it was asked. [`StandIn::start`] is the EC2 instance metadata service (IMDSv2) and the
+//! ECS / EKS container credentials endpoint; `sso` builds the SSO portal and SSO OIDC on
+//! [`StandIn::serve`].
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,13 +14,18 @@ use std::time::{Duration, SystemTime};
 /// The IMDSv2 session token the stand-in hands out.
 pub const IMDS_TOKEN: &str = "AQAEAstand-in-imds-token==";
 
-/// One request the stand-in saw: method, path, headers (lower-case names).
+/// One request the stand-in saw: method, path (with the query), headers (lower-case
+/// names), body.
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
+
+/// A handler's answer: status, extra headers, body.
+pub type Reply = (u16, Vec<(String, String)>, String);
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -39,22 +45,31 @@ impl StandIn {
     /// Serves `access_key`/`secret_key` as IMDSv2 (role `cache-role`) and as a container
     /// endpoint at `/creds` (which wants `Authorization: <container_token>`).
     pub fn start(access_key: &str, secret_key: &str, container_token: &str) -> StandIn {
+        let expires = super::go::rfc3339(SystemTime::now() + Duration::from_secs(3600));
+        let creds = format!(
+            r#"{{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"{access_key}","SecretAccessKey":"{secret_key}","Token":"","Expiration":"{expires}"}}"#
+        );
+        let token = container_token.to_string();
+        StandIn::serve(move |seen| {
+            let (status, text) = metadata(seen, &creds, &token);
+            (status, Vec::new(), text)
+        })
+    }
+
+    /// Answers every request with `handler` (for at most 300 s).
+    pub fn serve(handler: impl Fn(&Seen) -> Reply + Send + 'static) -> StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the stand-in");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let expires = super::go::rfc3339(SystemTime::now() + Duration::from_secs(3600));
-        let creds = format!(
-            r#"{{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"{access_key}","SecretAccessKey":"{secret_key}","Token":"","Expiration":"{expires}"}}"#
-        );
-        let (seen2, stop2, token) = (Arc::clone(&seen), Arc::clone(&stop), container_token.to_string());
+        let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             let deadline = std::time::Instant::now() + Duration::from_secs(300);
             while !stop2.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        if let Some(seen) = serve(conn, &creds, &token) {
+                        if let Some(seen) = serve(conn, &handler) {
                             seen2.lock().unwrap().push(seen);
                         }
                     }
@@ -83,8 +98,8 @@ impl Drop for StandIn {
     }
 }
 
-/// Answers one request (the connection is closed after it).
-fn serve(mut conn: TcpStream, creds: &str, container_token: &str) -> Option<Seen> {
+/// Answers one request with `handler` (the connection is closed after it).
+fn serve(mut conn: TcpStream, handler: &dyn Fn(&Seen) -> Reply) -> Option<Seen> {
     conn.set_nonblocking(false).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(conn.try_clone().ok()?);
@@ -109,9 +124,22 @@ fn serve(mut conn: TcpStream, creds: &str, container_token: &str) -> Option<Seen
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).ok()?;
-    let seen = Seen { method, path, headers };
+    let seen = Seen { method, path, headers, body };
+    let (status, extra, text) = handler(&seen);
+    let mut reply = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n", text.len());
+    for (name, value) in extra {
+        reply.push_str(&format!("{name}: {value}\r\n"));
+    }
+    reply.push_str("\r\n");
+    reply.push_str(&text);
+    let _ = conn.write_all(reply.as_bytes());
+    Some(seen)
+}
+
+/// IMDSv2 and the container endpoint.
+fn metadata(seen: &Seen, creds: &str, container_token: &str) -> (u16, String) {
     let imds_ok = seen.header("x-aws-ec2-metadata-token") == Some(IMDS_TOKEN);
-    let (status, text) = match (seen.method.as_str(), seen.path.as_str()) {
+    match (seen.method.as_str(), seen.path.as_str()) {
         ("PUT", "/latest/api/token") if seen.header("x-aws-ec2-metadata-token-ttl-seconds").is_some() => {
             (200, IMDS_TOKEN.to_string())
         }
@@ -121,8 +149,5 @@ fn serve(mut conn: TcpStream, creds: &str, container_token: &str) -> Option<Seen
         ("GET", "/creds") if seen.header("authorization") == Some(container_token) => (200, creds.to_string()),
         ("GET", "/creds") => (403, r#"{"Code":"AccessDenied","Message":"bad token"}"#.to_string()),
         _ => (404, String::new()),
-    };
-    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
-    let _ = conn.write_all(reply.as_bytes());
-    Some(seen)
+    }
 }

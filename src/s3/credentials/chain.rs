@@ -2,20 +2,22 @@
 //!
 //! 1. `GOCACHEPROG_S3_ACCESS_KEY_ID` / `_SECRET_ACCESS_KEY` / `_SESSION_TOKEN` (keys for the
 //!    cache only), then `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
-//! 2. the shared files' profile (`--profile`, `AWS_PROFILE`, else `default`): static keys,
-//!    `credential_process`, `role_arn` with `web_identity_token_file`, `source_profile` or
-//!    `credential_source`;
+//! 2. the shared files' profile (`--profile`, `AWS_PROFILE`, else `default`): `role_arn`
+//!    with `web_identity_token_file`, `source_profile` or `credential_source`; an IAM Identity
+//!    Center (SSO) role; a console session (`login_session`); `credential_process`; static
+//!    keys;
 //! 3. web identity: `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` (EKS IRSA, GitHub OIDC);
 //! 4. container credentials: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` / `_FULL_URI` (ECS,
 //!    EKS Pod Identity);
 //! 5. EC2 instance metadata (IMDSv2), unless `AWS_EC2_METADATA_DISABLED=true`.
 //!
-//! Resolving only reads the environment and the files; fetching is what talks to STS, a
-//! container endpoint or the instance. A source that is configured but cannot work is an
-//! error that names it; the instance metadata fallback that does not answer is "none".
+//! Resolving only reads the environment and the files; fetching is what talks to STS, the
+//! SSO portal, AWS Sign-In, a container endpoint or the instance. A source that is configured but cannot
+//! work is an error that names it; the instance metadata fallback that does not answer is
+//! "none".
 
 use super::profile::{self, Files, Properties};
-use super::{container, imds, process, sts, Context, Credentials, Issued};
+use super::{container, imds, login, process, sso, sts, Context, Credentials, Issued};
 use std::path::PathBuf;
 
 /// Where credentials come from, once resolved (fetched again on each refresh).
@@ -29,6 +31,10 @@ pub enum Source {
     WebIdentity(sts::WebIdentity),
     /// STS `AssumeRole`, signed with what `source` gives.
     AssumeRole { role: sts::AssumeRole, source: Box<Source> },
+    /// An SSO role, for the login `aws sso login` cached.
+    Sso(Box<sso::Sso>),
+    /// A console session `aws login` cached.
+    Login(Box<login::Login>),
     /// The ECS / EKS Pod Identity endpoint.
     Container(container::Endpoint),
     /// The EC2 instance metadata service.
@@ -54,6 +60,8 @@ impl Source {
                 let with = source.fetch(ctx)?;
                 role.fetch(ctx, &with.credentials)
             }
+            Source::Sso(role) => role.fetch(ctx),
+            Source::Login(session) => session.fetch(ctx),
             Source::Container(endpoint) => endpoint.fetch(ctx),
             Source::Instance(endpoint) => endpoint.fetch(ctx),
         }
@@ -66,6 +74,8 @@ impl Source {
             Source::Process { profile, .. } => format!("credential_process of profile {profile}"),
             Source::WebIdentity(w) => format!("web identity ({})", w.role_arn),
             Source::AssumeRole { role, source } => format!("role {} assumed with {}", role.role_arn, source.describe()),
+            Source::Sso(role) => role.describe(),
+            Source::Login(session) => session.describe(),
             Source::Container(e) => format!("container credentials ({})", e.url),
             Source::Instance(e) => format!("EC2 instance metadata ({})", e.base),
         }
@@ -74,6 +84,15 @@ impl Source {
     /// Whether this is the chain's last resort, which not answering makes "none".
     pub fn is_fallback(&self) -> bool {
         matches!(self, Source::Instance(e) if e.fallback)
+    }
+
+    /// The SSO role at the root of this source, if there is one.
+    pub fn sso(&self) -> Option<&sso::Sso> {
+        match self {
+            Source::Sso(role) => Some(role),
+            Source::AssumeRole { source, .. } => source.sso(),
+            _ => None,
+        }
     }
 }
 
@@ -172,13 +191,6 @@ fn from_profile(
     if depth > 5 {
         return Err(format!("profile {name}: source_profile chain longer than 5 (a cycle?)"));
     }
-    if ["sso_start_url", "sso_session", "sso_account_id"].iter().any(|k| props.contains_key(*k)) {
-        return Err(format!(
-            "profile {name} uses AWS IAM Identity Center (SSO), which this program does not read: run \
-             `aws sso login --profile {name}` and then `eval \"$(aws configure export-credentials --profile {name} \
-             --format env)\"`, or give the profile a credential_process"
-        ));
-    }
     let region =
         props.get("region").cloned().or_else(|| ctx.var("AWS_REGION")).or_else(|| ctx.var("AWS_DEFAULT_REGION"));
     let sts_endpoint = props
@@ -201,8 +213,12 @@ fn from_profile(
                 .profile(source_name)
                 .ok_or_else(|| format!("profile {name}: its source_profile {source_name:?} does not exist"))?;
             // The source profile's own keys, even if it has a role_arn too (as the CLI does).
-            if source_name == name || !source_props.contains_key("role_arn") {
+            if source_name == name {
                 static_keys(source_name, &source_props)
+                    .ok_or_else(|| format!("profile {name}: source_profile {source_name} holds no keys"))?
+            } else if !source_props.contains_key("role_arn") {
+                base(ctx, files, source_name, &source_props)?
+                    .or_else(|| static_keys(source_name, &source_props))
                     .ok_or_else(|| format!("profile {name}: source_profile {source_name} holds no keys"))?
             } else {
                 from_profile(ctx, files, source_name, &source_props, depth + 1)?
@@ -239,10 +255,22 @@ fn from_profile(
         };
         return Ok(Some(Source::AssumeRole { role, source: Box::new(source) }));
     }
+    if let Some(source) = base(ctx, files, name, props)? {
+        return Ok(Some(source));
+    }
     if let Some(command) = props.get("credential_process") {
         return Ok(Some(Source::Process { command: command.clone(), profile: name.to_string() }));
     }
     Ok(static_keys(name, props))
+}
+
+/// A profile's SSO role or console session (the SDKs' order), which can also sign an
+/// `AssumeRole` as a `source_profile`.
+fn base(ctx: &Context, files: &Files, name: &str, props: &Properties) -> Result<Option<Source>, String> {
+    if let Some(role) = sso::Sso::from_profile(ctx, files, name, props)? {
+        return Ok(Some(Source::Sso(Box::new(role))));
+    }
+    Ok(login::Login::from_profile(ctx, files, name, props)?.map(|session| Source::Login(Box::new(session))))
 }
 
 fn static_keys(name: &str, props: &Properties) -> Option<Source> {

@@ -4,9 +4,14 @@
 
 pub mod chain;
 mod container;
+mod dpop;
 mod imds;
+pub mod login;
 mod process;
 pub mod profile;
+mod service_endpoint;
+pub mod sso;
+mod sso_token;
 mod sts;
 
 pub use chain::{resolve, Resolved, Source};
@@ -50,6 +55,9 @@ pub type RunProcess = dyn Fn(&[String], Duration) -> Result<Vec<u8>, String> + S
 /// Reads a file.
 pub type ReadFile = dyn Fn(&Path) -> std::io::Result<Vec<u8>> + Send + Sync;
 
+/// Replaces a file's contents at once (see [`replace_file`]).
+pub type WriteFile = dyn Fn(&Path, &[u8]) -> std::io::Result<()> + Send + Sync;
+
 /// What the providers may look at: the environment, files, the network, processes, and
 /// the clock. All injected, so the recorded exchanges replay in tests.
 #[derive(Clone)]
@@ -57,6 +65,8 @@ pub struct Context {
     pub env: Arc<HashMap<String, String>>,
     /// Reads a file (`/` is the real root in production, a fixture directory in tests).
     pub read_file: Arc<ReadFile>,
+    /// Rewrites a token cache the way the SDKs do (the SSO token after a refresh).
+    pub write_file: Arc<WriteFile>,
     pub http: Arc<dyn Http>,
     pub run_process: Arc<RunProcess>,
     pub now: fn() -> SystemTime,
@@ -87,11 +97,36 @@ pub fn system(profile: Option<String>) -> Context {
     Context {
         env: Arc::new(std::env::vars().collect()),
         read_file: Arc::new(|p: &Path| std::fs::read(p)),
+        write_file: Arc::new(replace_file),
         http: Arc::new(super::http::UreqHttp::new(ureq::Agent::new_with_config(agent_config))),
         run_process: Arc::new(process::run),
         now: SystemTime::now,
         profile,
     }
+}
+
+/// Writes `bytes` to a new file beside `path` (readable by its owner only: token caches
+/// hold secrets), flushes it to disk and renames it over `path`, as botocore and the Go
+/// SDK rewrite `~/.aws/sso/cache`: a reader (the AWS CLI, another go command) sees the old
+/// file or the new one, never a part.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}-{:x}", std::process::id(), crate::random::nonce()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let replaced = written.and_then(|()| std::fs::rename(&tmp, path));
+    if replaced.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    replaced
 }
 
 /// Temporary credentials are refreshed this long before they expire.
@@ -105,6 +140,9 @@ pub struct CredentialSource {
     /// When the last refresh was tried: credentials that live shorter than
     /// [`REFRESH_BEFORE`] are refreshed at most every [`REFRESH_AT_MOST_EVERY`].
     last_refresh: Mutex<Option<SystemTime>>,
+    /// The last refresh failure said on stderr: the same one is not said again every
+    /// [`REFRESH_AT_MOST_EVERY`] (an SSO login that expired says once to log in again).
+    last_failure: Mutex<Option<String>>,
 }
 
 /// The shortest time between two refreshes of credentials that have not expired yet.
@@ -140,6 +178,7 @@ impl CredentialSource {
             changed: Condvar::new(),
             ctx: None,
             last_refresh: Mutex::new(None),
+            last_failure: Mutex::new(None),
         })
     }
 
@@ -150,6 +189,7 @@ impl CredentialSource {
             changed: Condvar::new(),
             ctx: Some(ctx),
             last_refresh: Mutex::new(None),
+            last_failure: Mutex::new(None),
         })
     }
 
@@ -192,9 +232,14 @@ impl CredentialSource {
                     *self.last_refresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
                     state = self.lock();
                     match refreshed {
-                        Some(Ok(issued)) => *state = State::Ready { current: Some(issued), source },
+                        Some(Ok(issued)) => {
+                            *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                            *state = State::Ready { current: Some(issued), source };
+                        }
                         Some(Err(e)) => {
-                            log!(0, "refreshing the credentials failed: {e}; going on with the current ones until they expire");
+                            if self.is_news(&e) {
+                                log!(0, "refreshing the credentials failed: {e}; going on with the current ones until they expire");
+                            }
                             *state = State::Ready { current, source };
                         }
                         None => *state = State::Ready { current, source },
@@ -229,6 +274,16 @@ impl CredentialSource {
                 }
             }
         }
+    }
+
+    /// Whether the refresh failure `e` differs from the last one (which was said already).
+    fn is_news(&self, e: &str) -> bool {
+        let mut last = self.last_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_deref() == Some(e) {
+            return false;
+        }
+        *last = Some(e.to_string());
+        true
     }
 
     /// The store said the token expired: the next [`CredentialSource::current`] fetches
@@ -325,6 +380,18 @@ pub(crate) mod tests {
         pub seen: Mutex<Vec<HttpRequest>>,
     }
 
+    impl Replay {
+        /// Answers with `exchanges`, in order.
+        pub fn new(exchanges: Vec<Exchange>) -> Arc<Replay> {
+            Arc::new(Replay { exchanges: Mutex::new(exchanges), seen: Mutex::new(Vec::new()) })
+        }
+
+        /// How many recorded exchanges were not asked for.
+        pub fn left(&self) -> usize {
+            self.exchanges.lock().unwrap().len()
+        }
+    }
+
     impl Http for Replay {
         fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
             self.seen.lock().unwrap().push(request.clone());
@@ -339,16 +406,18 @@ pub(crate) mod tests {
     }
 
     /// A context with exactly `env`, files under `root` (absolute paths are taken as
-    /// relative to it), and `exchanges` as the network.
+    /// relative to it; written there too), and `exchanges` as the network.
     pub fn context(env: &[(String, String)], root: Option<PathBuf>, exchanges: Vec<Exchange>) -> Context {
-        let read_file = move |path: &Path| match &root {
-            Some(root) => std::fs::read(root.join(path.strip_prefix("/").unwrap_or(path))),
+        let under = move |path: &Path| match &root {
+            Some(root) => Ok(root.join(path.strip_prefix("/").unwrap_or(path))),
             None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no files in this test")),
         };
+        let read_under = under.clone();
         Context {
             env: Arc::new(env.iter().cloned().collect()),
-            read_file: Arc::new(read_file),
-            http: Arc::new(Replay { exchanges: Mutex::new(exchanges), seen: Mutex::new(Vec::new()) }),
+            read_file: Arc::new(move |path: &Path| std::fs::read(read_under(path)?)),
+            write_file: Arc::new(move |path: &Path, bytes: &[u8]| replace_file(&under(path)?, bytes)),
+            http: Replay::new(exchanges),
             run_process: Arc::new(|_: &[String], _| Err("no processes in this test".into())),
             now: || SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000),
             profile: None,
@@ -471,6 +540,19 @@ pub(crate) mod tests {
         assert_eq!(source.current().unwrap().unwrap().access_key_id, "AK2", "cached");
         source.expire();
         assert_eq!(source.current().unwrap().unwrap().access_key_id, "AK3", "fetched again after ExpiredToken");
+    }
+
+    /// A refresh that keeps failing the same way is said once (every 30 s would bury the
+    /// one line that says to run `aws sso login`); a new failure, or one after a success,
+    /// is said again.
+    #[test]
+    fn the_same_refresh_failure_is_said_once() {
+        let source = CredentialSource::chain(context(&[], None, Vec::new()));
+        assert!(source.is_news("the SSO login expired: run `aws sso login --profile dev`"));
+        assert!(!source.is_news("the SSO login expired: run `aws sso login --profile dev`"));
+        assert!(source.is_news("the SSO portal at https://portal answered HTTP 503"));
+        *source.last_failure.lock().unwrap() = None;
+        assert!(source.is_news("the SSO portal at https://portal answered HTTP 503"));
     }
 
     #[test]

@@ -153,6 +153,11 @@ impl Files {
         self.config.get(&format!("services {name}"))
     }
 
+    /// An `[sso-session NAME]` section of the config file.
+    pub fn sso_session(&self, name: &str) -> Option<&Properties> {
+        self.config.get(&format!("sso-session {name}"))
+    }
+
     /// The S3 endpoint a profile names: `s3.endpoint_url` in its services section, then its
     /// own `s3.endpoint_url`, then its `endpoint_url`.
     pub fn s3_endpoint(&self, profile: &Properties) -> Option<String> {
