@@ -7,9 +7,9 @@
 //! waits on it, and the server turns that into go's response.
 //!
 //! Each job owns its state and is handed the [`Handles`] it shares with the others:
-//! [`download::Downloads`] (the pool and the downloads in flight), [`upload::Uploads`],
-//! [`prefetch::Prefetch`] (the plan, what the session used, the manifest),
-//! [`listing::Listing`] (fast misses), [`refresh::Refresher`] and the [`watch`]er of a
+//! `download::Downloads` (the pool and the downloads in flight), `upload::Uploads`,
+//! `prefetch::Prefetch` (the plan, what the session used, the manifest),
+//! `listing::Listing` (fast misses), `refresh::Refresher` and the `watch`er of a
 //! stalled store. [`Remote`] wires them together and is what the server sees.
 
 mod download;

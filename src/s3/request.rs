@@ -1,4 +1,4 @@
-//! The one send: every S3 request goes through [`Client::call`], which signs it (with the
+//! The one send: every S3 request goes through `Client::call`, which signs it (with the
 //! store's clock once an answer showed it, for the region an answer named), sends it
 //! within its bounds, hands the response to the operation, and tries again while that
 //! fails transiently, within the retry policy and budget (`retry`). An operation says
