@@ -11,6 +11,7 @@ use crate::local::{Hashing, Hit, LocalTier, TempFile};
 use crate::pending::PendingGets;
 use crate::protocol::{BodyError, Command, RequestReader, Responder, Response, StreamError};
 use crate::stats::{self, Stats};
+use std::fmt;
 use std::io::{self, BufRead, BufWriter};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,8 +64,18 @@ pub struct Server {
     disk_failure_told: AtomicBool,
 }
 
-/// How put failures of the local disk (not of go's input) begin.
-const DISK_FAILURE: &str = "local disk failure";
+/// Why a put's body is not stored: the local disk failed (every put fails alike until it
+/// is fixed: said once), or go's request does not hold together (said for each).
+enum PutError {
+    Disk(String),
+    Input(String),
+}
+
+impl PutError {
+    fn disk(e: impl fmt::Display) -> PutError {
+        PutError::Disk(format!("local disk failure: {e}"))
+    }
+}
 
 /// Time between a get's deadline and the watchdog's answer: the download's own deadline
 /// is the same instant, so its miss normally arrives first.
@@ -226,12 +237,9 @@ impl Server {
             Ok(temp) => {
                 let now = crate::clock::unix_nanos(std::time::SystemTime::now());
                 let entry = Entry { output_id: output, size: body_size, time_nanos: now };
-                self.local
-                    .store(&action, &entry, temp)
-                    .map(|path| (entry, path))
-                    .map_err(|e| format!("{DISK_FAILURE}: {e}"))
+                self.local.store(&action, &entry, temp).map(|path| (entry, path)).map_err(PutError::disk)
             }
-            Err(message) => Err(message),
+            Err(e) => Err(e),
         };
         match stored {
             Ok((entry, path)) => {
@@ -241,11 +249,14 @@ impl Server {
                     remote.upload(action, entry, path);
                 }
             }
-            Err(message) => {
+            Err(PutError::Input(message)) => {
                 stats::inc(&self.stats.put_errors);
-                if !message.starts_with(DISK_FAILURE) {
-                    log!(0, "put request {id}: {message}");
-                } else if !self.disk_failure_told.swap(true, Ordering::Relaxed) {
+                log!(0, "put request {id}: {message}");
+                self.responder.send(&Response::error(id, message));
+            }
+            Err(PutError::Disk(message)) => {
+                stats::inc(&self.stats.put_errors);
+                if !self.disk_failure_told.swap(true, Ordering::Relaxed) {
                     // A full disk fails every put: said once, with what to do.
                     log!(
                         0,
@@ -263,7 +274,7 @@ impl Server {
     }
 
     /// Streams the body into a temporary file and checks it against the request; the
-    /// inner error says why the body must not be stored.
+    /// inner error says why the body must not be stored (the outer one: the stream broke).
     fn receive<R: BufRead>(
         &self,
         reader: &mut RequestReader<R>,
@@ -271,22 +282,22 @@ impl Server {
         action: Id,
         output: Id,
         body_size: u64,
-    ) -> Result<Result<TempFile, String>, StreamError> {
+    ) -> Result<Result<TempFile, PutError>, StreamError> {
         let temp = match self.local.output_file_near(&output) {
             Ok(t) => t,
             Err(e) => {
                 if body_size > 0 {
                     reader.read_body(id, &mut io::sink())?.ok();
                 }
-                return Ok(Err(format!("{DISK_FAILURE}: {e}")));
+                return Ok(Err(PutError::disk(e)));
             }
         };
         let mut writer = Hashing::new(BufWriter::with_capacity(256 * 1024, temp));
         let decoded = if body_size > 0 {
             match reader.read_body(id, &mut writer)? {
                 Ok(n) => n,
-                Err(BodyError::Write(e)) => return Ok(Err(format!("{DISK_FAILURE}: {e}"))),
-                Err(e @ BodyError::Base64(_)) => return Ok(Err(format!("{e}; not stored"))),
+                Err(BodyError::Write(e)) => return Ok(Err(PutError::disk(e))),
+                Err(e @ BodyError::Base64(_)) => return Ok(Err(PutError::Input(format!("{e}; not stored")))),
             }
         } else {
             0
@@ -294,17 +305,17 @@ impl Server {
         let (inner, digest, _) = writer.finish();
         let temp = match inner.into_inner() {
             Ok(t) => t,
-            Err(e) => return Ok(Err(format!("{DISK_FAILURE}: {}", e.error()))),
+            Err(e) => return Ok(Err(PutError::disk(e.error()))),
         };
         if decoded != body_size {
-            return Ok(Err(format!(
+            return Ok(Err(PutError::Input(format!(
                 "body of action {action} is {decoded} bytes but BodySize said {body_size}; not stored"
-            )));
+            ))));
         }
         if digest != output {
-            return Ok(Err(format!(
+            return Ok(Err(PutError::Input(format!(
                 "body of action {action} hashes to {digest}, not its OutputID {output}; not stored"
-            )));
+            ))));
         }
         Ok(Ok(temp))
     }

@@ -8,7 +8,7 @@ use crate::remote::layout::Layout;
 use crate::s3::client::{Bounds, Client, Upload};
 use crate::s3::credentials::chain::{self, Source};
 use crate::s3::credentials::{self, CredentialSource, Issued};
-use crate::s3::error::S3Error;
+use crate::s3::error::{Refusal, S3Error};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
@@ -364,7 +364,7 @@ fn diagnose(e: &S3Error, action: &str, resource: &str, who: &str, remote: &Remot
     let hint = || e.hint().unwrap_or_else(|| "see the error above".into());
     let message = e.to_string();
     if matches!(e, S3Error::Status { .. }) {
-        return match e.code() {
+        return match e.refusal() {
             _ if e.is_access_denied() => (
                 format!("access denied: the store refused {action} to {who}"),
                 format!(
@@ -374,7 +374,7 @@ fn diagnose(e: &S3Error, action: &str, resource: &str, who: &str, remote: &Remot
                     remote.bucket
                 ),
             ),
-            Some("SignatureDoesNotMatch") => (
+            Some(Refusal::Signature) => (
                 "signature mismatch: the store computed another signature for this request".into(),
                 format!(
                     "check the secret key that goes with {who}; the clock was corrected already, so it is not skew; \
@@ -386,18 +386,14 @@ fn diagnose(e: &S3Error, action: &str, resource: &str, who: &str, remote: &Remot
                     }
                 ),
             ),
-            Some("InvalidAccessKeyId") => (format!("the store does not know the access key ({who})"), hint()),
-            Some("NoSuchBucket") => (
+            Some(Refusal::UnknownKey) => (format!("the store does not know the access key ({who})"), hint()),
+            Some(Refusal::NoBucket) => (
                 format!("bucket {:?} does not exist at {}", remote.bucket, remote.endpoint),
                 "create the bucket, or fix --bucket / --endpoint".into(),
             ),
-            Some("AuthorizationHeaderMalformed" | "PermanentRedirect") | None
-                if e.status() == Some(301) || e.code().is_some() =>
-            {
-                ("wrong region".into(), hint())
-            }
-            Some("RequestTimeTooSkewed") => ("this machine's clock is too far from the store's".into(), hint()),
-            Some("ExpiredToken" | "InvalidToken") => ("the session token was refused".into(), hint()),
+            Some(Refusal::WrongRegion) => ("wrong region".into(), hint()),
+            Some(Refusal::ClockSkew) => ("this machine's clock is too far from the store's".into(), hint()),
+            Some(Refusal::Token) => ("the session token was refused".into(), hint()),
             _ if e.status().is_some_and(|s| s >= 500) => {
                 ("the store failed (a server error)".into(), "try again; if it lasts, look at the store's logs".into())
             }

@@ -22,7 +22,7 @@
 //! One line on stderr says what was switched off, why, and what to change; one more when
 //! it is back.
 
-use crate::s3::error::S3Error;
+use crate::s3::error::{Refusal, S3Error};
 use crate::stats::{self, Stats};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -244,25 +244,7 @@ fn is_neutral(error: &S3Error) -> bool {
 
 /// Errors that only a change of configuration can fix: retrying them is pointless.
 pub fn is_configuration_error(error: &S3Error) -> bool {
-    matches!(
-        error.code(),
-        Some(
-            "SignatureDoesNotMatch"
-                | "InvalidAccessKeyId"
-                | "NoSuchBucket"
-                | "AuthorizationHeaderMalformed"
-                | "PermanentRedirect"
-                | "InvalidToken"
-                | "ExpiredToken"
-                | "RequestTimeTooSkewed"
-                | "InvalidBucketName"
-                // MinIO: a session token it does not know.
-                | "InvalidTokenId"
-                // versitygw: an access key it does not know.
-                | "XAdminUserNotFound"
-        )
-    ) || error.status() == Some(301)
-        || matches!(error, S3Error::Credentials { .. })
+    error.refusal().is_some_and(Refusal::is_configuration) || matches!(error, S3Error::Credentials { .. })
 }
 
 #[cfg(test)]

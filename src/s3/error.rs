@@ -28,6 +28,59 @@ pub enum S3Error {
     Credentials { op: String, message: String },
 }
 
+/// What a store's error code means, from one table ([`CODES`]): whether trying again can
+/// help, and which setting is wrong otherwise. The retry policy, the breaker, the hints and
+/// `check`'s diagnosis all read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Throttling or a request timeout: worth another attempt.
+    Transient,
+    /// The signature did not match (the secret key, or something rewrote the request).
+    Signature,
+    /// The access key is unknown to this store.
+    UnknownKey,
+    /// The bucket is in another region, or the endpoint is wrong for it.
+    WrongRegion,
+    /// The bucket does not exist, or its name is not valid.
+    NoBucket,
+    /// The session token expired or is not known.
+    Token,
+    /// This machine's clock is too far from the store's.
+    ClockSkew,
+}
+
+/// Every error code this program reads, with what it means. Codes not here are read by
+/// status alone (5xx transient, 403 a refusal of the credentials).
+const CODES: &[(&str, Refusal)] = &[
+    ("SlowDown", Refusal::Transient),
+    ("RequestTimeout", Refusal::Transient),
+    ("InternalError", Refusal::Transient),
+    ("Throttling", Refusal::Transient),
+    ("ThrottlingException", Refusal::Transient),
+    ("RequestThrottled", Refusal::Transient),
+    ("TooManyRequestsException", Refusal::Transient),
+    ("SignatureDoesNotMatch", Refusal::Signature),
+    ("InvalidAccessKeyId", Refusal::UnknownKey),
+    // versitygw: an access key it does not know.
+    ("XAdminUserNotFound", Refusal::UnknownKey),
+    ("AuthorizationHeaderMalformed", Refusal::WrongRegion),
+    ("PermanentRedirect", Refusal::WrongRegion),
+    ("NoSuchBucket", Refusal::NoBucket),
+    ("InvalidBucketName", Refusal::NoBucket),
+    ("ExpiredToken", Refusal::Token),
+    ("InvalidToken", Refusal::Token),
+    // MinIO: a session token it does not know.
+    ("InvalidTokenId", Refusal::Token),
+    ("RequestTimeTooSkewed", Refusal::ClockSkew),
+];
+
+impl Refusal {
+    /// Only a change of configuration fixes it: retrying is pointless.
+    pub fn is_configuration(self) -> bool {
+        self != Refusal::Transient
+    }
+}
+
 impl S3Error {
     /// Classifies a ureq error.
     pub fn transport(op: &str, e: ureq::Error) -> S3Error {
@@ -77,6 +130,13 @@ impl S3Error {
         }
     }
 
+    /// What the store's answer means, by [`CODES`] (a 301 is a wrong region whatever its code).
+    pub fn refusal(&self) -> Option<Refusal> {
+        let S3Error::Status { status, doc, .. } = self else { return None };
+        let by_code = doc.code.as_deref().and_then(|c| CODES.iter().find(|(code, _)| *code == c).map(|(_, r)| *r));
+        by_code.or((*status == 301).then_some(Refusal::WrongRegion))
+    }
+
     /// The HTTP status, when there was a response.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -92,20 +152,8 @@ impl S3Error {
         match self {
             S3Error::Transport { timeout, .. } => !timeout,
             S3Error::Body { .. } => true,
-            S3Error::Status { status, doc, .. } => {
-                matches!(status, 500 | 502 | 503 | 504)
-                    || matches!(
-                        doc.code.as_deref(),
-                        Some(
-                            "SlowDown"
-                                | "RequestTimeout"
-                                | "InternalError"
-                                | "Throttling"
-                                | "ThrottlingException"
-                                | "RequestThrottled"
-                                | "TooManyRequestsException"
-                        )
-                    )
+            S3Error::Status { status, .. } => {
+                matches!(status, 500 | 502 | 503 | 504) || self.refusal() == Some(Refusal::Transient)
             }
             S3Error::Sink { .. }
             | S3Error::Malformed { .. }
@@ -156,20 +204,20 @@ impl S3Error {
                 _ => None,
             };
         };
-        let hint = match (doc.code.as_deref(), status) {
-            (Some("SignatureDoesNotMatch"), _) => {
+        let hint = match self.refusal() {
+            Some(Refusal::Signature) => {
                 "check AWS_SECRET_ACCESS_KEY, and that --region matches the store's region (run with -vv to compare signatures)"
                     .to_string()
             }
-            (Some("InvalidAccessKeyId"), _) => "AWS_ACCESS_KEY_ID is not known to this store".into(),
-            (Some("AuthorizationHeaderMalformed" | "PermanentRedirect"), _) | (_, 301) => match &doc.region {
+            Some(Refusal::UnknownKey) => "AWS_ACCESS_KEY_ID is not known to this store".into(),
+            Some(Refusal::WrongRegion) => match &doc.region {
                 Some(r) => format!("the bucket is in region {r:?}: set --region {r} (or AWS_REGION)"),
                 None => "the region or endpoint is wrong for this bucket: check --region and --endpoint".into(),
             },
-            (Some("NoSuchBucket"), _) => "the bucket does not exist: check --bucket and --endpoint".into(),
-            (Some("ExpiredToken" | "InvalidToken"), _) => "the session token has expired: refresh AWS_SESSION_TOKEN".into(),
-            (Some("RequestTimeTooSkewed"), _) => "this machine's clock is off; fix its time".into(),
-            (_, 403) => "the store refused the credentials or they lack permission: check AWS_ACCESS_KEY_ID / \
+            Some(Refusal::NoBucket) => "the bucket does not exist (or its name is not valid): check --bucket and --endpoint".into(),
+            Some(Refusal::Token) => "the session token has expired: refresh AWS_SESSION_TOKEN".into(),
+            Some(Refusal::ClockSkew) => "this machine's clock is off; fix its time".into(),
+            _ if *status == 403 => "the store refused the credentials or they lack permission: check AWS_ACCESS_KEY_ID / \
                          AWS_SECRET_ACCESS_KEY and that they allow s3:GetObject and s3:PutObject on this bucket and prefix"
                 .into(),
             _ => return None,
@@ -249,6 +297,21 @@ mod tests {
         assert!(matches!(header, S3Error::Malformed { .. }) && !header.is_transient(), "{header:?}");
         assert!(header.to_string().contains("not valid HTTP: response header is too big"), "{header}");
         assert!(!header.hint().unwrap().contains("is reachable"));
+    }
+
+    #[test]
+    fn every_code_in_the_table_is_read_one_way() {
+        for (code, refusal) in CODES {
+            let e = status(400, Some(code));
+            assert_eq!(e.refusal(), Some(*refusal), "{code}");
+            // Transient codes are retried and need no change; every other one names the
+            // setting to change and is never retried.
+            assert_eq!(e.is_transient(), !refusal.is_configuration(), "{code}");
+            assert_eq!(e.hint().is_some(), refusal.is_configuration(), "{code}");
+        }
+        assert_eq!(status(301, None).refusal(), Some(Refusal::WrongRegion));
+        assert_eq!(status(400, Some("BadDigest")).refusal(), None);
+        assert_eq!(status(403, None).refusal(), None);
     }
 
     #[test]
