@@ -18,8 +18,6 @@ use std::time::SystemTime;
 
 /// The only algorithm this module speaks.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-/// Payload hash for bodies that are not hashed (presigned URLs, streaming).
-pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// Hex SHA-256 of the empty body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -64,7 +62,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// The signed parts of a request. `path` is the already-encoded path exactly as it goes on the wire (S3: no normalisation, single encoding). `query` holds raw pairs. `headers` are the headers to sign (must include `host`; any case; repeated names allowed: join values with ',' in order; trim values and collapse inner runs of spaces). `payload_hash` is the hex SHA-256 of the body or "UNSIGNED-PAYLOAD".
+/// The signed parts of a request. `path` is the already-encoded path exactly as it goes on the wire (S3: no normalisation, single encoding). `query` holds raw pairs. `headers` are the headers to sign (must include `host`; any case; repeated names allowed: join values with ',' in order; trim values and collapse inner runs of spaces). `payload_hash` is the hex SHA-256 of the body.
 ///
 /// For [`sign_headers`], leave out `x-amz-date`, `x-amz-security-token` and
 /// `authorization`: the signer owns them and ignores any passed here.
@@ -255,74 +253,6 @@ pub fn sign_headers(req: &Request, creds: &Credentials, scope: &Scope, time: Sys
     }
     out.push(("authorization", authorization));
     HeaderSignature { headers: out, canonical_request, string_to_sign }
-}
-
-/// A presigned query string with the intermediate strings kept for debugging.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PresignedQuery {
-    /// The part after '?', canonically encoded, `X-Amz-Signature` last.
-    pub query: String,
-    pub canonical_request: String,
-    pub string_to_sign: String,
-    /// The encoded session token, kept only so `Debug` can hide it.
-    encoded_token: Option<String>,
-}
-
-impl fmt::Debug for PresignedQuery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let token = self.encoded_token.as_deref();
-        f.debug_struct("PresignedQuery")
-            .field("query", &redact(&self.query, token))
-            .field("canonical_request", &redact(&self.canonical_request, token))
-            .field("string_to_sign", &self.string_to_sign)
-            .finish()
-    }
-}
-
-/// Like [`presign`], but also returns the canonical request and string to sign.
-pub fn presign_query(
-    req: &Request,
-    creds: &Credentials,
-    scope: &Scope,
-    time: SystemTime,
-    expires_secs: u64,
-) -> PresignedQuery {
-    let amz = amz_date(time);
-    let date = &amz[..8];
-    let scope_str = credential_scope(date, scope);
-    let credential = format!("{}/{scope_str}", creds.access_key_id);
-    let expires = expires_secs.to_string();
-    let headers = canonical_headers(req.headers);
-
-    let mut pairs: Vec<(&str, &str)> = req.query.to_vec();
-    pairs.extend([
-        ("X-Amz-Algorithm", ALGORITHM),
-        ("X-Amz-Credential", credential.as_str()),
-        ("X-Amz-Date", amz.as_str()),
-        ("X-Amz-Expires", expires.as_str()),
-        ("X-Amz-SignedHeaders", headers.signed.as_str()),
-    ]);
-    if let Some(token) = &creds.session_token {
-        // Signed, not appended afterwards: the suite's expected query-canonical-request includes it.
-        pairs.push(("X-Amz-Security-Token", token));
-    }
-    let query = canonical_query(&pairs);
-
-    let canonical_request = canonical_request(req.method, req.path, &query, &headers, req.payload_hash);
-    let string_to_sign = string_to_sign(&amz, &scope_str, &canonical_request);
-    let key = signing_key(&creds.secret_access_key, date, scope.region, scope.service);
-    let sig = signature(&key, &string_to_sign);
-    PresignedQuery {
-        query: format!("{query}&X-Amz-Signature={sig}"),
-        canonical_request,
-        string_to_sign,
-        encoded_token: creds.session_token.as_deref().map(|t| uri_encode(t, true)),
-    }
-}
-
-/// Presigned URL query string (the part after '?'): X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders (the signed headers from req.headers, normally only host), X-Amz-Security-Token when there is a token, plus req.query, all canonically encoded, with X-Amz-Signature appended last. Payload hash normally "UNSIGNED-PAYLOAD" for S3 (take it from req.payload_hash).
-pub fn presign(req: &Request, creds: &Credentials, scope: &Scope, time: SystemTime, expires_secs: u64) -> String {
-    presign_query(req, creds, scope, time, expires_secs).query
 }
 
 /// The `x-amz-date` form of a time, `20150830T123600Z` (UTC, whole seconds rounded down).
@@ -525,14 +455,12 @@ mod tests {
             path: "/bucket/key",
             query: &[],
             headers: &[("host", "127.0.0.1:3900")],
-            payload_hash: UNSIGNED_PAYLOAD,
+            payload_hash: EMPTY_SHA256,
         };
         let header_sig = sign_headers(&req, &creds, &scope, at(1_440_938_160));
-        let presigned = presign_query(&req, &creds, &scope, at(1_440_938_160), 60);
         // The token really is in there (so the redaction is doing something)...
         assert!(header_sig.canonical_request.contains(token));
-        assert!(presigned.query.contains(&uri_encode(token, true)));
-        for dbg in [format!("{creds:?}"), format!("{header_sig:?}"), format!("{presigned:?}"), format!("{req:?}")] {
+        for dbg in [format!("{creds:?}"), format!("{header_sig:?}"), format!("{req:?}")] {
             assert!(!dbg.contains(secret), "{dbg}");
             assert!(!dbg.contains(&uri_encode(secret, true)), "{dbg}");
             assert!(!dbg.contains(token), "{dbg}");
@@ -635,7 +563,7 @@ mod tests {
             .collect();
         dirs.sort();
 
-        let (mut header_checked, mut query_checked) = (0, 0);
+        let mut header_checked = 0;
         let mut skipped: Vec<String> = Vec::new();
         for dir in &dirs {
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -669,7 +597,6 @@ mod tests {
             };
             let scope = Scope { region: ctx["region"].as_str().unwrap(), service: ctx["service"].as_str().unwrap() };
             let time = parse_rfc3339(ctx["timestamp"].as_str().unwrap());
-            let expires = ctx["expiration_in_seconds"].as_u64().unwrap();
             // The expected canonical requests use the body hash when sign_body is
             // set and the empty-body hash otherwise, for headers and query alike.
             let payload_hash =
@@ -677,35 +604,6 @@ mod tests {
             let path = uri_encode(&req.path, false);
             let query: Vec<(&str, &str)> = req.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let mut headers: Vec<(&str, &str)> = req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-
-            // Query variant: headers as in request.txt.
-            let presigned = presign_query(
-                &Request {
-                    method: &req.method,
-                    path: &path,
-                    query: &query,
-                    headers: &headers,
-                    payload_hash: &payload_hash,
-                },
-                &creds,
-                &scope,
-                time,
-                expires,
-            );
-            assert_eq!(presigned.canonical_request, read(dir, "query-canonical-request.txt"), "{name}");
-            assert_eq!(presigned.string_to_sign, read(dir, "query-string-to-sign.txt"), "{name}");
-            let expected_sig = read(dir, "query-signature.txt");
-            let (_, sig) = presigned.query.rsplit_once("&X-Amz-Signature=").unwrap();
-            assert_eq!(sig, expected_sig, "{name}");
-            // Same parameters as the suite's signed URL (its order differs; ours is canonical).
-            let signed = read(dir, "query-signed-request.txt");
-            let target = parse_request(&signed);
-            let mut want = target.query;
-            let mut got = parse_query(&presigned.query);
-            want.sort();
-            got.sort();
-            assert_eq!(got, want, "{name}");
-            query_checked += 1;
 
             // Header variant: with sign_body the suite also signs x-amz-content-sha256,
             // as S3 requires for every header-signed request.
@@ -752,15 +650,13 @@ mod tests {
         );
         // Guards against a moved fixture directory passing vacuously.
         assert!(header_checked >= 30, "only {header_checked} header cases checked");
-        assert!(query_checked >= 30, "only {query_checked} query cases checked");
     }
 
     // ---- botocore cross-check -----------------------------------------------------------
 
     /// Generated by tests/tools/botocore_sigv4_vectors.py (botocore 1.43.11).
     /// Header case: PUT of BOTO_BODY with x-amz-content-sha256 and
-    /// x-amz-meta-outputid signed. Query case: presigned GET, host only, 900 s,
-    /// UNSIGNED-PAYLOAD.
+    /// x-amz-meta-outputid signed.
     struct BotoCase {
         name: &'static str,
         key: &'static str,
@@ -768,7 +664,6 @@ mod tests {
         path: &'static str,
         query: &'static [(&'static str, &'static str)],
         authorization: &'static str,
-        presigned_query: &'static str,
     }
 
     const BOTO_CASES: &[BotoCase] = &[
@@ -779,7 +674,6 @@ mod tests {
             path: "/bucket/dir/with%20space.txt",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=a0c8ac9a2eca2ad98b09ef9eb15dd311d92d6af1daa8271fbe8f5e4ae0daa785",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=51f564235d428157fb220a1c9d25fe6c8d09559e64d3016f3791c83866d602e1",
         },
         BotoCase {
             name: "space_token",
@@ -788,7 +682,6 @@ mod tests {
             path: "/bucket/dir/with%20space.txt",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=0903fdba961ef73e8fca05282425f49b70b8603ac0169904a2dc51543f8bfd32",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=c754061e26fccb1b5716a03fd1e5445f22565c4c6b36df9b88cb72e818aa7f5f",
         },
         BotoCase {
             name: "plus",
@@ -797,7 +690,6 @@ mod tests {
             path: "/bucket/a%2Bb",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=4c68099a929abfd02867a376a6927760e4a399986166fc09c39f220f0383be49",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=511b78faa7562fd0f12f157826286a0ce9f618621733acd9f025ebbd7cbb1acc",
         },
         BotoCase {
             name: "plus_token",
@@ -806,7 +698,6 @@ mod tests {
             path: "/bucket/a%2Bb",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=b0853c4cfa078c9dfeedc49ede721450236b7ef952d859356835176f4e04d897",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=669de07128069da4172b694e1b67faa9709f0c59f242175ebfd69ffd7d3baa3f",
         },
         BotoCase {
             name: "equals_amp",
@@ -815,7 +706,6 @@ mod tests {
             path: "/bucket/k%3Dv%26x%3Dy",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=1d284acec4b4e6dde659b73e4eff7ee62e10927f8dfb16e0ea460dc6b810ac1a",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=92cd2a42f1afba339b9d9d670b636848ab3f88b0611ca0576ea4ade81ec2fa21",
         },
         BotoCase {
             name: "equals_amp_token",
@@ -824,7 +714,6 @@ mod tests {
             path: "/bucket/k%3Dv%26x%3Dy",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=234930e3ed49f14ebf34d148517c7e3ba428f3cc6ff196fa9c6fa29018717986",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=68da40bf4d18684438c8eaa345968d42a69fbdbf1bd3db19bb8b7d3bdc3f0c29",
         },
         BotoCase {
             name: "sub_delims",
@@ -833,7 +722,6 @@ mod tests {
             path: "/bucket/%21%27%28%29%2A",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=d6f363fe64205c33cdb531435a1ad0fea5b099f16cf9769df5dd11398406b725",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=ab72286d7dbe0b20a6345ac36ed650486eaddf6bd427182c44f6d04a3d681420",
         },
         BotoCase {
             name: "sub_delims_token",
@@ -842,7 +730,6 @@ mod tests {
             path: "/bucket/%21%27%28%29%2A",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=8263bd0a343a4c1d528f152251d19cfc1a3c35886a318caebaaa11908f9290f0",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=893121a9311e5fe53efcfec2b4c243f7aff2ee5083e51899b9a3c1a5ade9dccd",
         },
         BotoCase {
             name: "utf8",
@@ -851,7 +738,6 @@ mod tests {
             path: "/bucket/%C3%BC/%E6%97%A5%E6%9C%AC",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=bde621f941e05e5053f49aabea5cc74a2add362aac20ed33a60a4dccbf57e7bb",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=193a2530230cb68a1da9024d1f3b81b3e3b90f8729c895046d729ad26d7649a1",
         },
         BotoCase {
             name: "utf8_token",
@@ -860,7 +746,6 @@ mod tests {
             path: "/bucket/%C3%BC/%E6%97%A5%E6%9C%AC",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=b3d86e7da1c70b81dac30fd6a0910ae3b28871a9230fc2fb8f81a0c3c79884f3",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=c4949d030f21d5574d996a4bee6431c1767a8db3d4242193e6394e5bb480effc",
         },
         BotoCase {
             name: "double_slash",
@@ -869,7 +754,6 @@ mod tests {
             path: "/bucket/a//b",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=b6ab5775989c31600a9fc4adda673b5bd3175d91eb68c86413ecddefc672779c",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=0c8b09dc53870c8d15884227fa3eefa342212abed8de87315b09a1017059c83f",
         },
         BotoCase {
             name: "double_slash_token",
@@ -878,7 +762,6 @@ mod tests {
             path: "/bucket/a//b",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=7165aa5b5d2473ce4d72fcc02adfabb8f7c47e731fce524206a9e28047033ecd",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=696e18059b5b5df21ec640a7762294b25a10a5a5c8379e26b97e7e1648239475",
         },
         BotoCase {
             name: "dot_segments",
@@ -887,7 +770,6 @@ mod tests {
             path: "/bucket/a/../b",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=8708405e1913f5c70a64b08123fe1cceb3b5572736c0a9c215bdc5cadce58f18",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=d8775c51218056985c74d796df0f6e831656e2443bb7aba2c386be92c8248047",
         },
         BotoCase {
             name: "dot_segments_token",
@@ -896,7 +778,6 @@ mod tests {
             path: "/bucket/a/../b",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=2f760bf349765ab1fe2eb6a70d7a0726e51554b298dbccd2dd82236fc3f04ffb",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=66638840216a92cd2135e4d50f6835d18b3f73e93705454645cf3dc70959e3ee",
         },
         BotoCase {
             name: "percent",
@@ -905,7 +786,6 @@ mod tests {
             path: "/bucket/100%25",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=ba0a6ed5074904d4220151b8c80a737134606c960d910ff1c080b047f30210c1",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=5ba4ef2fa8a0bac115705ba5a4fe18561d5f6f58197522896e2f5382fb742043",
         },
         BotoCase {
             name: "percent_token",
@@ -914,7 +794,6 @@ mod tests {
             path: "/bucket/100%25",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=103d5d4fdff816847ed2d9d6db093b8dc37c7d28e990bb68e60b482578d6b1c3",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=055e9e24767a2b42a1d208e4ed2d8b939478c378ccbfdd05aa6bc41ac9c4e95e",
         },
         BotoCase {
             name: "tilde",
@@ -923,7 +802,6 @@ mod tests {
             path: "/bucket/~user",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=2dddeeebb1b721d8b072093696c1b442dd17f05091133c1d4761a36d64278354",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=11075b54bff75be7b22b182d11b6db4e2a9dbfb72abde5b70453e6329d9c7dcb",
         },
         BotoCase {
             name: "tilde_token",
@@ -932,7 +810,6 @@ mod tests {
             path: "/bucket/~user",
             query: &[],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=68d5a4453354669b1455df351ee85cc0569312a583d1e8b36b5ed47070158d36",
-            presigned_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=7ad2f310b53980476a54ba0f86c145fa07446d982db134950bc2fe81d409fbcc",
         },
         BotoCase {
             name: "everything",
@@ -941,7 +818,6 @@ mod tests {
             path: "/bucket/%20%2B%3D%26%21%27%28%29%2A%C3%BC/%E6%97%A5%E6%9C%AC//./../%25~-._%3A%40%2C%3B%24%23%3F%5B%5D",
             query: &[("response-content-disposition", "attachment; filename=\"a b+c.txt\""), ("versionId", "")],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid, Signature=ed2a896fcebf472d1c60ca916ab30468489081aed7849b2fe181caa5e19eb2c2",
-            presigned_query: "response-content-disposition=attachment%3B%20filename%3D%22a%20b%2Bc.txt%22&versionId=&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=ffcb35076f82599a89e4a8988d47e44906fbc07199846dbe6fe6ae092a72ffdb",
         },
         BotoCase {
             name: "everything_token",
@@ -950,7 +826,6 @@ mod tests {
             path: "/bucket/%20%2B%3D%26%21%27%28%29%2A%C3%BC/%E6%97%A5%E6%9C%AC//./../%25~-._%3A%40%2C%3B%24%23%3F%5B%5D",
             query: &[("response-content-disposition", "attachment; filename=\"a b+c.txt\""), ("versionId", "")],
             authorization: "AWS4-HMAC-SHA256 Credential=GK31c2f218a2e44f485b94239e/20240229/garage/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-outputid;x-amz-security-token, Signature=0c287ef560ec8be36f224ba924142468003037bb92331ab9775557f9d6a8cf7d",
-            presigned_query: "response-content-disposition=attachment%3B%20filename%3D%22a%20b%2Bc.txt%22&versionId=&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F20240229%2Fgarage%2Fs3%2Faws4_request&X-Amz-Date=20240229T235959Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzE%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2Bsession%2Ftoken%3D&X-Amz-Signature=fd3ca96743944ac04ca2bd5bdf234212f854ee1ba53292d200ac1bad29373675",
         },
     ];
 
@@ -995,29 +870,6 @@ mod tests {
             );
             assert_eq!(header.header("authorization"), Some(case.authorization), "{name}");
             assert_eq!(header.header("x-amz-date"), Some("20240229T235959Z"), "{name}");
-
-            let query = presign(
-                &Request {
-                    method: "GET",
-                    path: &path,
-                    query: case.query,
-                    headers: &[("host", "127.0.0.1:3900")],
-                    payload_hash: UNSIGNED_PAYLOAD,
-                },
-                &creds,
-                &scope,
-                time,
-                900,
-            );
-            let sig = |q: &str| q.rsplit_once("&X-Amz-Signature=").map(|(_, s)| s.to_owned());
-            assert_eq!(sig(&query), sig(case.presigned_query), "{name}");
-            // botocore orders operation params first; compare as sets of encoded pairs.
-            let mut ours: Vec<&str> = query.split('&').collect();
-            let mut theirs: Vec<&str> = case.presigned_query.split('&').collect();
-            ours.sort_unstable();
-            theirs.sort_unstable();
-            assert_eq!(ours, theirs, "{name}");
-            assert!(query.ends_with(&format!("&X-Amz-Signature={}", sig(&query).unwrap())));
         }
     }
 }
