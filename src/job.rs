@@ -32,7 +32,7 @@ pub fn record(dir: &Path, stats: &Stats, context: &Context) -> io::Result<PathBu
     let snapshot = stats.snapshot();
     let duration = snapshot.iter().find(|(k, _)| *k == "duration_ms").map_or(0, |(_, v)| *v);
     let started = SystemTime::now() - Duration::from_millis(duration);
-    let civil = crate::clock::Civil::from_system_time(started);
+    let civil = crate::calendar::Civil::from_system_time(started);
     object.insert("started".into(), Value::from(civil.rfc3339()));
     object.insert("go".into(), context.go.clone().map_or(Value::Null, Value::from));
     object.insert("bucket".into(), context.bucket.clone().map_or(Value::Null, Value::from));

@@ -13,15 +13,13 @@
 pub mod log;
 
 pub mod base64;
+pub mod calendar;
 pub mod cli;
-pub mod clock;
 pub mod commands;
-pub mod entry;
 pub mod id;
 pub mod invocation;
 pub mod job;
 pub mod local;
-pub mod pending;
 pub mod protocol;
 pub mod random;
 pub mod remote;

@@ -78,7 +78,7 @@ pub fn emit(level: u8, message: std::fmt::Arguments) {
     let text = message.to_string();
     match FILE.get() {
         Some(mut file) => {
-            let now = crate::clock::Civil::from_system_time(std::time::SystemTime::now());
+            let now = crate::calendar::Civil::from_system_time(std::time::SystemTime::now());
             let line = format!("{} gocacheprog-s3[{}]: {text}\n", now.rfc3339(), std::process::id());
             let _ = file.write_all(line.as_bytes());
         }

@@ -11,7 +11,7 @@
 //!   `Miss`, `OutputID`, `Size`, `Time` (RFC 3339), `DiskPath`, `Err`.
 
 use crate::base64::{self, Decoder};
-use crate::clock::Civil;
+use crate::calendar::Civil;
 use crate::id::Id;
 use serde_json::Value;
 use std::fmt;

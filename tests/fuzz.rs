@@ -7,8 +7,8 @@
 //! parser are kept in `REGRESSIONS` and run first.
 
 use gocacheprog_s3::cli;
-use gocacheprog_s3::entry;
 use gocacheprog_s3::id::Id;
+use gocacheprog_s3::local::entry;
 use gocacheprog_s3::protocol::RequestReader;
 use gocacheprog_s3::random::Rng;
 use gocacheprog_s3::remote::manifest::Manifest;

@@ -72,7 +72,8 @@ fn a_console_session_is_refreshed_and_builds_into_the_bucket() {
     assert_eq!(written["refreshToken"], signin.refresh_token().as_str());
     assert_ne!(written["refreshToken"], first_refresh.as_str());
     assert_eq!(written["dpopKey"], signin.dpop_key_pem.as_str(), "the key is kept");
-    let expires = gocacheprog_s3::clock::parse_rfc3339(written["accessToken"]["expiresAt"].as_str().unwrap()).unwrap();
+    let expires =
+        gocacheprog_s3::calendar::parse_rfc3339(written["accessToken"]["expiresAt"].as_str().unwrap()).unwrap();
     assert!(expires > SystemTime::now() + Duration::from_secs(600), "{written}");
 }
 

@@ -217,7 +217,7 @@ fn an_expired_login_is_refreshed_through_sso_oidc() {
     assert_eq!(cached["accessToken"], issued[0].as_str());
     assert_eq!(cached["refreshToken"], sso.refresh_token().unwrap().as_str(), "the rotated refresh token is kept");
     assert_ne!(cached["refreshToken"], client.2.as_str());
-    let expires = gocacheprog_s3::clock::parse_rfc3339(cached["expiresAt"].as_str().unwrap()).unwrap();
+    let expires = gocacheprog_s3::calendar::parse_rfc3339(cached["expiresAt"].as_str().unwrap()).unwrap();
     assert!(expires > SystemTime::now() + Duration::from_secs(7 * 3600), "{}", cached["expiresAt"]);
     for (k, v) in [("clientId", &client.0), ("clientSecret", &client.1), ("startUrl", &START_URL.to_string())] {
         assert_eq!(cached[k], v.as_str(), "{k} kept");

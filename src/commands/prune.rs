@@ -7,8 +7,8 @@
 //! DELETE per object where it does not, in parallel either way.
 
 use super::usage::list;
+use crate::calendar::Civil;
 use crate::cli::{Config, RemoteConfig};
-use crate::clock::Civil;
 use crate::remote::layout::Layout;
 use crate::s3::client::{Bounds, Client};
 use crate::s3::xml::{self, ListedObject};
@@ -244,7 +244,7 @@ fn delete_all(remote: &RemoteConfig, objects: &[&ListedObject]) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::parse_rfc3339;
+    use crate::calendar::parse_rfc3339;
 
     #[test]
     fn the_cut_leaves_room_for_the_refresh_interval() {

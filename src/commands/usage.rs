@@ -2,8 +2,8 @@
 //! prefix is listed (outputs in both forms, manifests, `check` probes, anything else), so
 //! the totals are what the store bills for that prefix.
 
+use crate::calendar::Civil;
 use crate::cli::{Config, RemoteConfig};
-use crate::clock::Civil;
 use crate::local::trim;
 use crate::remote::layout::{Form, Layout};
 use crate::s3::xml::ListedObject;
@@ -215,7 +215,7 @@ fn to_text(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::parse_rfc3339;
+    use crate::calendar::parse_rfc3339;
 
     fn object(key: &str, size: u64, date: &str) -> ListedObject {
         ListedObject { key: key.into(), size, last_modified: date.into() }

@@ -5,10 +5,11 @@
 //! every file appears under its final name only by `rename` of a complete temporary file,
 //! and output files are content-addressed: an existing one is reused, never rewritten.
 
+pub mod entry;
 pub mod trim;
 
-use crate::entry::{self, Entry};
 use crate::id::Id;
+use entry::Entry;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};

@@ -12,8 +12,8 @@
 //! and refused: otherwise another action's consistent (body, output ID) pair placed under
 //! an action's key would be served to go as that action's output.
 
-use crate::entry::Entry;
 use crate::id::Id;
+use crate::local::entry::Entry;
 use crate::local::TempFile;
 use crate::s3::client::ObjectInfo;
 use std::time::SystemTime;
@@ -146,8 +146,8 @@ pub fn verify(action: &Id, form: Form, info: &ObjectInfo, digest: Id, len: u64, 
     let time_nanos = info
         .meta("puttime")
         .and_then(|t| t.trim().parse::<i64>().ok())
-        .or_else(|| info.last_modified.map(crate::clock::unix_nanos))
-        .unwrap_or_else(|| crate::clock::unix_nanos(SystemTime::now()));
+        .or_else(|| info.last_modified.map(crate::calendar::unix_nanos))
+        .unwrap_or_else(|| crate::calendar::unix_nanos(SystemTime::now()));
     Fetched::Hit {
         entry: Entry { output_id, size: len, time_nanos },
         temp,

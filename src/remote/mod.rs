@@ -26,8 +26,8 @@ mod upload;
 mod watch;
 
 use crate::cli::RemoteConfig;
-use crate::entry::Entry;
 use crate::id::Id;
+use crate::local::entry::Entry;
 use crate::local::LocalTier;
 use crate::s3::client::Client;
 use crate::s3::request::Access;

@@ -7,8 +7,8 @@
 use super::download::Downloads;
 use super::manifest::{self, Manifest};
 use super::{lock, Direction, Handles};
-use crate::entry::Entry;
 use crate::id::Id;
+use crate::local::entry::Entry;
 use crate::s3::client::{Bounds, Upload};
 use crate::stats;
 use std::collections::{HashMap, HashSet};

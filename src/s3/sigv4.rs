@@ -257,7 +257,7 @@ pub fn sign_headers(req: &Request, creds: &Credentials, scope: &Scope, time: Sys
 
 /// The `x-amz-date` form of a time, `20150830T123600Z` (UTC, whole seconds rounded down).
 pub fn amz_date(time: SystemTime) -> String {
-    crate::clock::Civil::from_system_time(time).amz_date()
+    crate::calendar::Civil::from_system_time(time).amz_date()
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ impl ListedObject {
     /// The object's date (its upload, or its last refresh), if the store gave one that
     /// parses.
     pub fn dated(&self) -> Option<std::time::SystemTime> {
-        crate::clock::parse_rfc3339(&self.last_modified)
+        crate::calendar::parse_rfc3339(&self.last_modified)
     }
 }
 

@@ -813,5 +813,5 @@ impl Drop for Session {
 
 /// RFC 3339 (as credential endpoints write expiries).
 pub fn rfc3339(t: SystemTime) -> String {
-    gocacheprog_s3::clock::Civil::from_system_time(t).rfc3339()
+    gocacheprog_s3::calendar::Civil::from_system_time(t).rfc3339()
 }

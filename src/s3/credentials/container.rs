@@ -108,7 +108,7 @@ pub fn parse(body: &[u8]) -> Result<Issued, String> {
             secret_access_key,
             session_token: field("Token").filter(|t| !t.is_empty()),
         },
-        expires: field("Expiration").and_then(|e| crate::clock::parse_rfc3339(&e)),
+        expires: field("Expiration").and_then(|e| crate::calendar::parse_rfc3339(&e)),
     })
 }
 

@@ -197,7 +197,7 @@ fn credentials_of(fields: &Map<String, Value>) -> Result<Issued, String> {
         return Err("its accessToken lacks accessKeyId or secretAccessKey".into());
     };
     let expires_at = field("expiresAt").ok_or("its accessToken holds no expiresAt")?;
-    let expires = crate::clock::parse_rfc3339(&expires_at)
+    let expires = crate::calendar::parse_rfc3339(&expires_at)
         .ok_or_else(|| format!("its accessToken's expiresAt {expires_at:?} is not a date"))?;
     Ok(Issued {
         credentials: Credentials { access_key_id, secret_access_key, session_token: field("sessionToken") },
@@ -278,7 +278,7 @@ mod tests {
                         assert_eq!(outcome["accessKeyId"], c.access_key_id.as_str(), "{name}");
                         assert_eq!(outcome["secretAccessKey"], c.secret_access_key.as_str(), "{name}");
                         assert_eq!(outcome["sessionToken"].as_str(), c.session_token.as_deref(), "{name}");
-                        let expires = crate::clock::parse_rfc3339(outcome["expiresAt"].as_str().unwrap());
+                        let expires = crate::calendar::parse_rfc3339(outcome["expiresAt"].as_str().unwrap());
                         assert_eq!(issued.expires, expires, "{name}");
                     }
                     "cacheContents" => {

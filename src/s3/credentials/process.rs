@@ -85,7 +85,9 @@ pub fn parse(out: &[u8]) -> Result<Issued, String> {
         return Err("its output lacks AccessKeyId or SecretAccessKey".into());
     };
     let expires = match field("Expiration") {
-        Some(e) => Some(crate::clock::parse_rfc3339(&e).ok_or_else(|| format!("its Expiration {e:?} is not a date"))?),
+        Some(e) => {
+            Some(crate::calendar::parse_rfc3339(&e).ok_or_else(|| format!("its Expiration {e:?} is not a date"))?)
+        }
         None => None,
     };
     Ok(Issued {

@@ -84,8 +84,8 @@ pub fn cache_file(home: &Path, key: &str) -> PathBuf {
 
 /// An instant as the AWS CLI writes `expiresAt`: `2026-01-02T03:04:05Z`.
 pub fn utc_seconds(t: SystemTime) -> String {
-    let civil = crate::clock::Civil::from_system_time(t);
-    crate::clock::Civil { nanos: 0, ..civil }.rfc3339()
+    let civil = crate::calendar::Civil::from_system_time(t);
+    crate::calendar::Civil { nanos: 0, ..civil }.rfc3339()
 }
 
 /// An `expiresAt` as written by the AWS CLI, botocore (`...Z`), older CLIs (`...UTC`) and
@@ -93,8 +93,8 @@ pub fn utc_seconds(t: SystemTime) -> String {
 fn parse_instant(text: &str) -> Option<SystemTime> {
     let t = text.trim();
     match t.strip_suffix("UTC") {
-        Some(bare) => crate::clock::parse_rfc3339(&format!("{bare}Z")),
-        None => crate::clock::parse_rfc3339(t),
+        Some(bare) => crate::calendar::parse_rfc3339(&format!("{bare}Z")),
+        None => crate::calendar::parse_rfc3339(t),
     }
 }
 

@@ -139,7 +139,7 @@ fn answer(ctx: &Context, request: &HttpRequest, action: &str, role: &str) -> Res
                 secret_access_key: c.secret_access_key,
                 session_token: Some(c.session_token).filter(|t| !t.is_empty()),
             },
-            expires: crate::clock::parse_rfc3339(&c.expiration),
+            expires: crate::calendar::parse_rfc3339(&c.expiration),
         }),
         Ok(_) => Err(format!("STS {action} for {role}: HTTP {}", response.status)),
         Err(e) => Err(format!("STS {action} for {role} refused (HTTP {}): {e}", response.status)),

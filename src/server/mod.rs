@@ -5,10 +5,12 @@
 //! (a slower bucket answer is dropped and the get is a miss), and all of them before the
 //! reply to close.
 
-use crate::entry::Entry;
+mod pending;
+
+use self::pending::PendingGets;
 use crate::id::Id;
+use crate::local::entry::Entry;
 use crate::local::{Hashing, Hit, LocalTier, TempFile};
-use crate::pending::PendingGets;
 use crate::protocol::{BodyError, Command, RequestReader, Responder, Response, StreamError};
 use crate::stats::{self, Stats};
 use std::fmt;
@@ -235,7 +237,7 @@ impl Server {
         stats::inc(&self.stats.puts);
         let stored = match self.receive(reader, id, action, output, body_size)? {
             Ok(temp) => {
-                let now = crate::clock::unix_nanos(std::time::SystemTime::now());
+                let now = crate::calendar::unix_nanos(std::time::SystemTime::now());
                 let entry = Entry { output_id: output, size: body_size, time_nanos: now };
                 self.local.store(&action, &entry, temp).map(|path| (entry, path)).map_err(PutError::disk)
             }
