@@ -28,7 +28,7 @@ pub enum S3Error {
     Credentials { op: String, message: String },
 }
 
-/// What a store's error code means, from one table ([`CODES`]): whether trying again can
+/// What a store's error code means, from one table (`CODES`): whether trying again can
 /// help, and which setting is wrong otherwise. The retry policy, the breaker, the hints and
 /// `check`'s diagnosis all read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +130,7 @@ impl S3Error {
         }
     }
 
-    /// What the store's answer means, by [`CODES`] (a 301 is a wrong region whatever its code).
+    /// What the store's answer means, by `CODES` (a 301 is a wrong region whatever its code).
     pub fn refusal(&self) -> Option<Refusal> {
         let S3Error::Status { status, doc, .. } = self else { return None };
         let by_code = doc.code.as_deref().and_then(|c| CODES.iter().find(|(code, _)| *code == c).map(|(_, r)| *r));
