@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// What go told us about this session, through our environment, working directory and
 /// parent process.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     /// The go subcommand (`build`, `test`, ...), when the parent is a go command whose
     /// command line could be read.
     pub subcommand: Option<String>,
@@ -33,7 +33,7 @@ impl Invocation {
     /// Linux) `/proc/<parent>/cmdline`. Missing facts stay `None`; on macOS and Windows the
     /// parent's command line is not read (it would take unsafe system calls), so the
     /// subcommand is unknown and the session counts as building.
-    pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Invocation {
+    pub(crate) fn detect(env: &dyn Fn(&str) -> Option<String>) -> Invocation {
         let (subcommand, export) = parent_command_line().map_or((None, false), |args| go_subcommand(&args));
         let module = std::env::current_dir().ok().and_then(|dir| module_path(&dir));
         Invocation {
@@ -51,7 +51,7 @@ impl Invocation {
     /// worth prefetching and recording. Commands that only look things up (`go list`
     /// without `-export`, `go env`, `go mod`, gopls' frequent queries) neither prefetch nor
     /// change the manifest. An unknown parent counts as building.
-    pub fn builds(&self) -> bool {
+    pub(crate) fn builds(&self) -> bool {
         match self.subcommand.as_deref() {
             None => true,
             Some("build" | "install" | "test" | "run" | "vet" | "tool" | "generate") => true,
@@ -61,7 +61,7 @@ impl Invocation {
     }
 
     /// The build key: what identifies "the same build" across machines and sessions.
-    pub fn build_key(&self) -> String {
+    pub(crate) fn build_key(&self) -> String {
         let module = self.module.as_deref().unwrap_or("(no module)");
         let version = self.go_version.as_deref().unwrap_or("go-unknown");
         let goos = self.goos.as_deref().unwrap_or("unknown");

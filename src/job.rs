@@ -27,7 +27,7 @@ pub struct Context {
 /// Writes the session's record into `dir` (created if missing) as
 /// `<start, UTC>-<pid>-<random>.json`: a name no other session takes, sorting by start,
 /// written under a temporary name and renamed, so a reader never sees half a record.
-pub fn record(dir: &Path, stats: &Stats, context: &Context) -> io::Result<PathBuf> {
+pub(crate) fn record(dir: &Path, stats: &Stats, context: &Context) -> io::Result<PathBuf> {
     let mut object = Map::new();
     let snapshot = stats.snapshot();
     let duration = snapshot.iter().find(|(k, _)| *k == "duration_ms").map_or(0, |(_, v)| *v);
@@ -75,7 +75,7 @@ impl Session {
 
 /// The sessions of `--stats-dir` (its `*.json` files, in name order: by start) and of
 /// the files given (`--stats-file` objects, records, `--metrics-csv` files).
-pub fn read(dir: Option<&Path>, files: &[PathBuf]) -> Result<Vec<Session>, String> {
+pub(crate) fn read(dir: Option<&Path>, files: &[PathBuf]) -> Result<Vec<Session>, String> {
     let mut sessions = Vec::new();
     if let Some(dir) = dir {
         let entries =

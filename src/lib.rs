@@ -3,11 +3,13 @@
 //!
 //! Data flow: [`cli`] turns the command line and the environment into a validated
 //! configuration and [`commands`] runs the command. `serve`: [`protocol`] reads go's
-//! requests, [`server`] answers gets from [`local`] (and on a miss from [`remote`]),
+//! requests, `server` answers gets from [`local`] (and on a miss from [`remote`]),
 //! stores puts locally and queues them for upload. `check`: the same configuration and
 //! [`s3`] client, probing the bucket once. `trim`, `prune`, `usage`: the local tier's trim
 //! and the bucket's listing, run once.
 #![forbid(unsafe_code)]
+// What is not reachable from outside says so (`pub(crate)`), so a newcomer sees the boundary.
+#![warn(unreachable_pub)]
 
 #[macro_use]
 pub mod log;
@@ -17,12 +19,12 @@ pub mod calendar;
 pub mod cli;
 pub mod commands;
 pub mod id;
-pub mod invocation;
-pub mod job;
+pub(crate) mod invocation;
+pub(crate) mod job;
 pub mod local;
 pub mod protocol;
 pub mod random;
 pub mod remote;
 pub mod s3;
-pub mod server;
-pub mod stats;
+pub(crate) mod server;
+pub(crate) mod stats;

@@ -121,12 +121,12 @@ impl Default for Stats {
 }
 
 /// Adds `n` to a counter.
-pub fn add(counter: &AtomicU64, n: u64) {
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Adds one to a counter.
-pub fn inc(counter: &AtomicU64) {
+pub(crate) fn inc(counter: &AtomicU64) {
     add(counter, 1);
 }
 
@@ -207,7 +207,7 @@ impl Stats {
 }
 
 /// `1.5 MB`-style sizes for messages.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut value = n as f64;
     let mut unit = 0;

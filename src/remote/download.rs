@@ -231,7 +231,7 @@ impl Downloads {
 /// The temporary files downloads hold at once, bounded for the whole session: a store
 /// that sends what it claims, however much, fills at most `limit` bytes of disk.
 #[derive(Debug)]
-pub struct TempBudget {
+pub(super) struct TempBudget {
     limit: u64,
     used: AtomicU64,
     peak: AtomicU64,
@@ -239,12 +239,12 @@ pub struct TempBudget {
 
 impl TempBudget {
     /// A budget of `limit` bytes.
-    pub fn new(limit: u64) -> TempBudget {
+    pub(super) fn new(limit: u64) -> TempBudget {
         TempBudget { limit, used: AtomicU64::new(0), peak: AtomicU64::new(0) }
     }
 
     /// The most bytes held at once so far.
-    pub fn peak(&self) -> u64 {
+    pub(super) fn peak(&self) -> u64 {
         self.peak.load(Ordering::Relaxed)
     }
 
@@ -316,7 +316,7 @@ impl<W: Write> Write for Budgeted<'_, '_, W> {
 }
 
 /// What a download came to.
-pub struct Downloaded {
+pub(super) struct Downloaded {
     pub lookup: Lookup,
     /// Bytes a hit moved over the network.
     pub moved: u64,
@@ -328,7 +328,7 @@ pub struct Downloaded {
 }
 
 /// What a download needs.
-pub struct Downloader<'a> {
+pub(super) struct Downloader<'a> {
     pub client: &'a Client,
     pub layout: &'a Layout,
     pub local: &'a LocalTier,
@@ -344,7 +344,7 @@ impl Downloader<'_> {
     /// Fetches `action` within `bounds` (`max_body`: the most output bytes) in the first
     /// of `forms` the bucket has, and stores it locally. `prefetched` marks the result of
     /// a download that prefetch started.
-    pub fn run(&self, action: &Id, forms: &[Form], bounds: Bounds, prefetched: bool) -> Downloaded {
+    pub(super) fn run(&self, action: &Id, forms: &[Form], bounds: Bounds, prefetched: bool) -> Downloaded {
         let stats = self.stats;
         let started = Instant::now();
         let mut key = String::new();

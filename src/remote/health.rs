@@ -29,7 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The longest wait between two probes of a switched-off bucket.
-pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(300);
+pub(super) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A probe that has not reported back after this long (its caller found nothing to ask)
 /// no longer blocks the next one.
@@ -243,7 +243,7 @@ fn is_neutral(error: &S3Error) -> bool {
 }
 
 /// Errors that only a change of configuration can fix: retrying them is pointless.
-pub fn is_configuration_error(error: &S3Error) -> bool {
+pub(super) fn is_configuration_error(error: &S3Error) -> bool {
     error.refusal().is_some_and(Refusal::is_configuration) || matches!(error, S3Error::Credentials { .. })
 }
 

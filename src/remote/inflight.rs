@@ -21,7 +21,7 @@ struct Flight {
 
 /// What a get from go found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Joined {
+pub(super) enum Joined {
     /// No download of that action yet: the caller queues one (urgent).
     New,
     /// Joined a queued background download: the caller queues it again as urgent (the
@@ -33,7 +33,7 @@ pub enum Joined {
 
 /// How a worker should run the download it took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Started {
+pub(super) struct Started {
     /// Someone (go) is waiting for it.
     pub urgent: bool,
     /// It was queued by prefetch.
@@ -44,7 +44,7 @@ pub struct Started {
 
 /// The map of downloads in flight.
 #[derive(Default)]
-pub struct InFlight {
+pub(super) struct InFlight {
     flights: Mutex<HashMap<Id, Flight>>,
 }
 
@@ -54,7 +54,7 @@ impl InFlight {
     }
 
     /// go wants `action`: `done` will receive the result of its download.
-    pub fn join(&self, action: Id, done: Waiter) -> Joined {
+    pub(super) fn join(&self, action: Id, done: Waiter) -> Joined {
         let mut flights = self.lock();
         match flights.get_mut(&action) {
             Some(flight) => {
@@ -76,13 +76,13 @@ impl InFlight {
     }
 
     /// Whether a download of `action` is queued or running.
-    pub fn contains(&self, action: &Id) -> bool {
+    pub(super) fn contains(&self, action: &Id) -> bool {
         self.lock().contains_key(action)
     }
 
     /// Prefetch wants `action`, whose output the manifest says is `size` bytes; true if no
     /// download of it exists yet (the caller queues one).
-    pub fn add_prefetch(&self, action: Id, size: u64) -> bool {
+    pub(super) fn add_prefetch(&self, action: Id, size: u64) -> bool {
         let mut flights = self.lock();
         if flights.contains_key(&action) {
             return false;
@@ -95,7 +95,7 @@ impl InFlight {
 
     /// Takes back a prefetch that `add_prefetch` just registered and turned out not to be
     /// needed; false (and kept) if a get joined it meanwhile or a worker took it.
-    pub fn withdraw_prefetch(&self, action: &Id) -> bool {
+    pub(super) fn withdraw_prefetch(&self, action: &Id) -> bool {
         let mut flights = self.lock();
         match flights.get(action) {
             Some(flight) if flight.prefetch && !flight.running && flight.waiters.is_empty() => {
@@ -108,7 +108,7 @@ impl InFlight {
 
     /// A worker claims the download of `action`; `None` if another worker already did (a
     /// promoted job is queued twice) or it is gone.
-    pub fn start(&self, action: &Id) -> Option<Started> {
+    pub(super) fn start(&self, action: &Id) -> Option<Started> {
         let mut flights = self.lock();
         let flight = flights.get_mut(action)?;
         if flight.running {
@@ -120,14 +120,14 @@ impl InFlight {
 
     /// Takes every waiter off every download (the downloads go on, answering nobody):
     /// for the caller to answer them now, when the bucket is switched off.
-    pub fn abandon_waiters(&self) -> Vec<Waiter> {
+    pub(super) fn abandon_waiters(&self) -> Vec<Waiter> {
         let mut flights = self.lock();
         flights.values_mut().flat_map(|f| std::mem::take(&mut f.waiters)).collect()
     }
 
     /// Ends the download of `action` and hands `result` to everyone waiting; returns how
     /// many were waiting.
-    pub fn finish(&self, action: &Id, result: &Lookup) -> usize {
+    pub(super) fn finish(&self, action: &Id, result: &Lookup) -> usize {
         let waiters = self.lock().remove(action).map(|f| f.waiters).unwrap_or_default();
         let n = waiters.len();
         for done in waiters {

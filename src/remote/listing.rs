@@ -129,7 +129,7 @@ impl Listing {
 
 /// Lists the prefix on a thread of its own and publishes the index; the local hits seen
 /// before it that it finds due go to `refresher`. Without a thread, no fast misses.
-pub fn start(
+pub(super) fn start(
     listing: &Arc<Listing>,
     handles: &Handles,
     refresher: Option<Arc<Refresher>>,

@@ -3,7 +3,7 @@
 //! breaker per direction. A remote problem is never the build's problem: every failure
 //! becomes a miss or a skipped upload, and every request is bounded in time.
 //!
-//! The remote tier never answers go itself: a download produces a [`Lookup`] for whoever
+//! The remote tier never answers go itself: a download produces a `Lookup` for whoever
 //! waits on it, and the server turns that into go's response.
 //!
 //! Each job owns its state and is handed the [`Handles`] it shares with the others:

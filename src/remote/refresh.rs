@@ -41,7 +41,7 @@ pub enum Basis {
 }
 
 /// Whether an object dated `dated` is due for a refresh at `now` (the store's clock).
-pub fn is_due(dated: Option<SystemTime>, after: Option<Duration>, now: SystemTime) -> bool {
+pub(super) fn is_due(dated: Option<SystemTime>, after: Option<Duration>, now: SystemTime) -> bool {
     match (dated, after) {
         (Some(dated), Some(after)) => now.duration_since(dated).is_ok_and(|age| age > after),
         _ => false,

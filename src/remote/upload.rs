@@ -32,7 +32,7 @@ struct Upload {
 }
 
 /// The upload side of the remote tier.
-pub struct Uploads {
+pub(super) struct Uploads {
     worker: Arc<Worker>,
     sender: Mutex<Option<SyncSender<Upload>>>,
 }
@@ -78,7 +78,7 @@ impl Progress {
 impl Uploads {
     /// Starts `workers` upload threads behind a queue of at most `queue_len` uploads,
     /// written in `settings.0`, none larger than `settings.1` (`--max-object-size`).
-    pub fn start(
+    pub(super) fn start(
         handles: &Handles,
         listing: &Arc<Listing>,
         session: Option<Arc<Session>>,
@@ -103,7 +103,7 @@ impl Uploads {
     }
 
     /// Queues an upload; never blocks. A full queue or a switched-off bucket skips it.
-    pub fn push(&self, action: Id, entry: Entry, path: PathBuf) {
+    pub(super) fn push(&self, action: Id, entry: Entry, path: PathBuf) {
         let Handles { stats, health, .. } = &self.worker.handles;
         if health.is_off(Direction::Writes) {
             stats::inc(&stats.uploads_skipped);
@@ -133,7 +133,7 @@ impl Uploads {
 
     /// Stops taking uploads and waits up to `bound` for the queued ones, telling the user
     /// on stderr when that takes a while. What is left after `bound` is skipped.
-    pub fn finish(&self, bound: Duration) {
+    pub(super) fn finish(&self, bound: Duration) {
         lock(&self.sender).take();
         let progress = &self.worker.progress;
         let start = Instant::now();

@@ -26,7 +26,7 @@ const TICK: Duration = Duration::from_millis(50);
 const PROBE_NAME: &str = "gocacheprog-probe";
 
 /// Downloads in flight and when the store last showed life in any of them.
-pub struct Liveness {
+pub(super) struct Liveness {
     base: Instant,
     outstanding: AtomicUsize,
     /// Milliseconds since `base` of the last sign of life (or of the first download sent
@@ -46,7 +46,7 @@ impl Liveness {
     }
 
     /// A download request goes out; `Reading::end` says how it ended.
-    pub fn begin(&self) -> Reading<'_> {
+    pub(super) fn begin(&self) -> Reading<'_> {
         if self.outstanding.fetch_add(1, Ordering::AcqRel) == 0 {
             self.alive_ms.store(self.now_ms(), Ordering::Release);
         }
@@ -54,12 +54,12 @@ impl Liveness {
     }
 
     /// The store sent something: a response head or body bytes.
-    pub fn alive(&self) {
+    pub(super) fn alive(&self) {
         self.alive_ms.store(self.now_ms(), Ordering::Release);
     }
 
     /// How long the store has sent nothing while downloads were in flight (`None`: none is).
-    pub fn quiet_for(&self) -> Option<Duration> {
+    pub(super) fn quiet_for(&self) -> Option<Duration> {
         if self.outstanding.load(Ordering::Acquire) == 0 {
             return None;
         }
@@ -69,7 +69,7 @@ impl Liveness {
 }
 
 /// One download request in flight.
-pub struct Reading<'a> {
+pub(super) struct Reading<'a> {
     live: &'a Liveness,
     ended: bool,
 }
@@ -77,7 +77,7 @@ pub struct Reading<'a> {
 impl Reading<'_> {
     /// The request ended; `answered` when the store answered it (any status), rather than
     /// the request timing out.
-    pub fn end(mut self, answered: bool) {
+    pub(super) fn end(mut self, answered: bool) {
         if answered {
             self.live.alive();
         }
@@ -95,7 +95,7 @@ impl Drop for Reading<'_> {
 }
 
 /// A reader that tells `live` of every byte it passes on.
-pub struct Lively<'a, R> {
+pub(super) struct Lively<'a, R> {
     pub inner: R,
     pub live: &'a Liveness,
 }
@@ -111,7 +111,7 @@ impl<R: io::Read> io::Read for Lively<'_, R> {
 }
 
 /// The watcher: its thread looks at the downloads and the breaker until stopped.
-pub struct Watcher {
+pub(super) struct Watcher {
     handles: Handles,
     downloads: Arc<Downloads>,
     /// Bound on one get from go: a stall is half of it, and a probe gets all of it.
@@ -121,7 +121,7 @@ pub struct Watcher {
 
 impl Watcher {
     /// Starts the watcher's thread.
-    pub fn start(handles: &Handles, downloads: &Arc<Downloads>, get_timeout: Duration) -> Arc<Watcher> {
+    pub(super) fn start(handles: &Handles, downloads: &Arc<Downloads>, get_timeout: Duration) -> Arc<Watcher> {
         let watcher = Arc::new(Watcher {
             handles: handles.clone(),
             downloads: Arc::clone(downloads),
@@ -137,7 +137,7 @@ impl Watcher {
     }
 
     /// Ends the thread (at its next look; a probe under way runs out first, answering nobody).
-    pub fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 

@@ -31,10 +31,10 @@ pub enum Lookup {
 }
 
 /// Receives the result of a lookup, once, on any thread.
-pub type Waiter = Box<dyn FnOnce(&Lookup) + Send>;
+pub(crate) type Waiter = Box<dyn FnOnce(&Lookup) + Send>;
 
 /// What the bucket side offers the request loop.
-pub trait RemoteTier: Send + Sync {
+pub(crate) trait RemoteTier: Send + Sync {
     /// Looks `action` up remotely; `done` is called exactly once with the result, now or
     /// later, from any thread.
     fn lookup(&self, action: Id, done: Waiter);
@@ -47,7 +47,7 @@ pub trait RemoteTier: Send + Sync {
 
 /// How the session ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// go sent close with this request ID; it is answered once the caller has finished.
     Close(i64),
     /// Input ended without close.
@@ -55,7 +55,7 @@ pub enum End {
 }
 
 /// Everything the loop needs.
-pub struct Server {
+pub(crate) struct Server {
     local: Arc<LocalTier>,
     remote: Option<Arc<dyn RemoteTier>>,
     stats: Arc<Stats>,
@@ -86,7 +86,7 @@ const WATCHDOG_SLACK: Duration = Duration::from_millis(200);
 impl Server {
     /// A server over the local tier and, optionally, the bucket, whose gets wait at most
     /// `get_timeout` for it.
-    pub fn new(
+    pub(crate) fn new(
         local: Arc<LocalTier>,
         remote: Option<Arc<dyn RemoteTier>>,
         stats: Arc<Stats>,
@@ -106,7 +106,7 @@ impl Server {
 
     /// Serves requests until close or end of input, then waits until every get has been
     /// answered. An error means the stream could not be followed any more.
-    pub fn run<R: BufRead>(&self, reader: &mut RequestReader<R>) -> Result<End, StreamError> {
+    pub(crate) fn run<R: BufRead>(&self, reader: &mut RequestReader<R>) -> Result<End, StreamError> {
         let watchdog = self.remote.is_some().then(|| self.start_watchdog());
         let end = self.serve(reader);
         self.wait_for_gets();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// The open gets of a session.
 #[derive(Default)]
-pub struct PendingGets {
+pub(super) struct PendingGets {
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -39,7 +39,7 @@ impl State {
 
 /// The right to answer one get; the answer must be written before it is dropped.
 #[must_use]
-pub struct Answering<'a>(&'a PendingGets);
+pub(super) struct Answering<'a>(&'a PendingGets);
 
 impl Drop for Answering<'_> {
     fn drop(&mut self) {
@@ -54,7 +54,7 @@ impl PendingGets {
     }
 
     /// Get `id` now waits, until `deadline` at the latest.
-    pub fn add(&self, id: i64, deadline: Instant) {
+    pub(super) fn add(&self, id: i64, deadline: Instant) {
         let mut state = self.lock();
         state.busy_since.get_or_insert_with(Instant::now);
         state.open.insert(id, deadline);
@@ -64,13 +64,13 @@ impl PendingGets {
 
     /// How long at least one get has been open, in all: the time the bucket held the
     /// build up, however many gets waited at once.
-    pub fn busy_time(&self) -> Duration {
+    pub(super) fn busy_time(&self) -> Duration {
         let state = self.lock();
         state.busy + state.busy_since.map_or(Duration::ZERO, |since| since.elapsed())
     }
 
     /// The right to answer get `id`: given once, to whoever comes first.
-    pub fn claim(&self, id: i64) -> Option<Answering<'_>> {
+    pub(super) fn claim(&self, id: i64) -> Option<Answering<'_>> {
         let mut state = self.lock();
         state.open.remove(&id)?;
         state.note_removed();
@@ -80,7 +80,7 @@ impl PendingGets {
 
     /// Until [`PendingGets::stop`]: at each deadline, claims the gets still open and
     /// hands them to `answer` (which answers them as misses).
-    pub fn watch(&self, answer: &dyn Fn(i64)) {
+    pub(super) fn watch(&self, answer: &dyn Fn(i64)) {
         let mut state = self.lock();
         while !state.stopped {
             let now = Instant::now();
@@ -106,13 +106,13 @@ impl PendingGets {
     }
 
     /// Ends [`PendingGets::watch`].
-    pub fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.lock().stopped = true;
         self.changed.notify_all();
     }
 
     /// Waits until every get has been answered, at most `bound`; false if some were not.
-    pub fn wait_idle(&self, bound: Duration) -> bool {
+    pub(super) fn wait_idle(&self, bound: Duration) -> bool {
         let end = Instant::now() + bound;
         let mut state = self.lock();
         while !(state.open.is_empty() && state.answering == 0) {

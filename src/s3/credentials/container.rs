@@ -93,7 +93,7 @@ fn allowed(uri: &str) -> Result<(), String> {
 }
 
 /// Parses the endpoint's JSON (also the instance metadata's).
-pub fn parse(body: &[u8]) -> Result<Issued, String> {
+pub(super) fn parse(body: &[u8]) -> Result<Issued, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))?;
     let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(access_key_id), Some(secret_access_key)) = (field("AccessKeyId"), field("SecretAccessKey")) else {

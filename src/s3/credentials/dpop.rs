@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 /// A login's proof-of-possession key.
-pub struct DpopKey {
+pub(super) struct DpopKey {
     pair: EcdsaKeyPair,
     rng: SystemRandom,
 }
@@ -61,7 +61,7 @@ fn b64url(bytes: &[u8]) -> String {
 
 impl DpopKey {
     /// The key of a PEM document.
-    pub fn from_pem(pem: &str) -> Result<DpopKey, String> {
+    pub(super) fn from_pem(pem: &str) -> Result<DpopKey, String> {
         let label = pem.lines().find_map(|l| l.trim().strip_prefix("-----BEGIN ")?.strip_suffix("-----"));
         let body: String = pem
             .lines()
@@ -84,12 +84,12 @@ impl DpopKey {
     }
 
     /// The uncompressed public point (`04 || x || y`).
-    pub fn public_key(&self) -> &[u8] {
+    pub(super) fn public_key(&self) -> &[u8] {
         self.pair.public_key().as_ref()
     }
 
     /// The `DPoP` header for a `POST` to `url` at `now`.
-    pub fn proof(&self, url: &str, now: SystemTime) -> Result<String, String> {
+    pub(super) fn proof(&self, url: &str, now: SystemTime) -> Result<String, String> {
         let point = self.public_key();
         let (x, y) = point.get(1..).ok_or("no public key")?.split_at(32);
         let header = json!({"typ": "dpop+jwt", "alg": "ES256",

@@ -8,7 +8,7 @@ use crate::s3::http::HttpRequest;
 use std::time::Duration;
 
 /// Bound on each exchange with the metadata service.
-pub const TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The metadata service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -372,22 +372,22 @@ pub(crate) mod tests {
     use std::path::PathBuf;
 
     /// One recorded exchange: method, URL, request body, the answer.
-    pub type Exchange = (String, String, Vec<u8>, HttpResponse);
+    pub(crate) type Exchange = (String, String, Vec<u8>, HttpResponse);
 
     /// Answers requests from a recorded list, in order; anything else is a failure.
-    pub struct Replay {
+    pub(crate) struct Replay {
         exchanges: Mutex<Vec<Exchange>>,
         pub seen: Mutex<Vec<HttpRequest>>,
     }
 
     impl Replay {
         /// Answers with `exchanges`, in order.
-        pub fn new(exchanges: Vec<Exchange>) -> Arc<Replay> {
+        pub(crate) fn new(exchanges: Vec<Exchange>) -> Arc<Replay> {
             Arc::new(Replay { exchanges: Mutex::new(exchanges), seen: Mutex::new(Vec::new()) })
         }
 
         /// How many recorded exchanges were not asked for.
-        pub fn left(&self) -> usize {
+        pub(crate) fn left(&self) -> usize {
             self.exchanges.lock().unwrap().len()
         }
     }
@@ -407,7 +407,7 @@ pub(crate) mod tests {
 
     /// A context with exactly `env`, files under `root` (absolute paths are taken as
     /// relative to it; written there too), and `exchanges` as the network.
-    pub fn context(env: &[(String, String)], root: Option<PathBuf>, exchanges: Vec<Exchange>) -> Context {
+    pub(crate) fn context(env: &[(String, String)], root: Option<PathBuf>, exchanges: Vec<Exchange>) -> Context {
         let under = move |path: &Path| match &root {
             Some(root) => Ok(root.join(path.strip_prefix("/").unwrap_or(path))),
             None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no files in this test")),

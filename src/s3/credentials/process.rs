@@ -9,11 +9,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Bound on one run of the command (an SSO helper may open a browser: not here).
-pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Splits a command line into words: whitespace separates, `'...'` and `"..."` group,
 /// `\\` escapes the next character outside single quotes.
-pub fn split(line: &str) -> Result<Vec<String>, String> {
+pub(super) fn split(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -67,7 +67,7 @@ pub fn split(line: &str) -> Result<Vec<String>, String> {
 }
 
 /// Runs the command and reads its credentials.
-pub fn fetch(ctx: &Context, command: &str) -> Result<Issued, String> {
+pub(super) fn fetch(ctx: &Context, command: &str) -> Result<Issued, String> {
     let words = split(command)?;
     let out =
         (ctx.run_process)(&words, PROCESS_TIMEOUT).map_err(|e| format!("credential_process {:?}: {e}", words[0]))?;
@@ -75,7 +75,7 @@ pub fn fetch(ctx: &Context, command: &str) -> Result<Issued, String> {
 }
 
 /// Parses the command's output.
-pub fn parse(out: &[u8]) -> Result<Issued, String> {
+pub(super) fn parse(out: &[u8]) -> Result<Issued, String> {
     let v: Value = serde_json::from_slice(out).map_err(|e| format!("its output is not JSON ({e})"))?;
     if v.get("Version").and_then(Value::as_u64) != Some(1) {
         return Err("its output has no \"Version\": 1".into());
@@ -98,7 +98,7 @@ pub fn parse(out: &[u8]) -> Result<Issued, String> {
 
 /// Runs `words` with no shell and no input, its standard error passed through, killed
 /// after `limit`; its standard output.
-pub fn run(words: &[String], limit: Duration) -> Result<Vec<u8>, String> {
+pub(super) fn run(words: &[String], limit: Duration) -> Result<Vec<u8>, String> {
     let (program, args) = words.split_first().ok_or("no command")?;
     let mut child = Command::new(program)
         .args(args)

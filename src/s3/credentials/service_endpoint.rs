@@ -10,7 +10,7 @@ use crate::s3::endpoint::Endpoint;
 
 /// The endpoint configured for the AWS service `id` (its SDK service ID), in the SDKs'
 /// order for service-specific endpoints (`None`: the default).
-pub fn configured(ctx: &Context, files: &Files, props: &Properties, id: &str) -> Result<Option<String>, String> {
+pub(super) fn configured(ctx: &Context, files: &Files, props: &Properties, id: &str) -> Result<Option<String>, String> {
     let env_name = format!("AWS_ENDPOINT_URL_{}", id.to_ascii_uppercase().replace(' ', "_"));
     let key = format!("{}.endpoint_url", id.to_ascii_lowercase().replace(' ', "_"));
     let from_services = props.get("services").and_then(|s| Some((s, files.services(s)?.get(&key)?)));

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// Bound on one exchange with SSO OIDC or the portal.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a profile's SSO login is cached and how it is refreshed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +77,13 @@ struct RefreshParts {
 }
 
 /// `~/.aws/sso/cache/<sha1 of key>.json` under `home`.
-pub fn cache_file(home: &Path, key: &str) -> PathBuf {
+pub(super) fn cache_file(home: &Path, key: &str) -> PathBuf {
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, key.as_bytes());
     home.join(".aws/sso/cache").join(format!("{}.json", hex::encode(digest.as_ref())))
 }
 
 /// An instant as the AWS CLI writes `expiresAt`: `2026-01-02T03:04:05Z`.
-pub fn utc_seconds(t: SystemTime) -> String {
+pub(super) fn utc_seconds(t: SystemTime) -> String {
     let civil = crate::calendar::Civil::from_system_time(t);
     crate::calendar::Civil { nanos: 0, ..civil }.rfc3339()
 }
@@ -99,14 +99,14 @@ fn parse_instant(text: &str) -> Option<SystemTime> {
 }
 
 /// `text` with each of `secrets` replaced by `<redacted>`.
-pub fn scrub(text: &str, secrets: &[&str]) -> String {
+pub(super) fn scrub(text: &str, secrets: &[&str]) -> String {
     secrets.iter().filter(|s| !s.is_empty()).fold(text.to_string(), |t, s| t.replace(s, "<redacted>"))
 }
 
 /// An AWS JSON error answer in a few words: `HTTP 401 UnauthorizedException: Session token
 /// not found or invalid` (the type from `x-amzn-errortype`, else the body's `error` /
 /// `__type`; the body's `message` or `error_description`).
-pub fn error_summary(response: &HttpResponse) -> String {
+pub(super) fn error_summary(response: &HttpResponse) -> String {
     let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let kind = response

@@ -35,7 +35,7 @@ pub struct AssumeRole {
 }
 
 /// `gocacheprog-s3-<unix seconds>`, as the SDKs make one up when none is configured.
-pub fn default_session_name() -> String {
+pub(super) fn default_session_name() -> String {
     format!("gocacheprog-s3-{}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
