@@ -4,7 +4,7 @@
 # (64 prefetch workers decoding, hashing and writing). Alternates the two binaries,
 # REPS runs each, and prints the median wall time and the cache program's CPU time.
 # Figures, not a test: musl's own allocator is slow under threads, which is why the
-# static build uses mimalloc (README, "Dependencies"); MUSL_BIN compares any other build.
+# static build uses mimalloc (docs/development.md, "Dependencies"); MUSL_BIN compares any other build.
 #
 # Usage: scripts/bench-musl.sh [REPS (5)]
 # Env: CACHEPROG_BIN (the glibc binary), MUSL_BIN (the static one: skips scripts/build-static.sh).

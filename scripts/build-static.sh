@@ -7,7 +7,7 @@
 #                                     when missing), check it, print its path on stdout
 #
 # Checks that `file` says statically linked, that `ldd` finds nothing to load, and that
-# the size is within the budget the README states (STATIC_SIZE_BUDGET bytes, 3.5 MiB).
+# the size is within the budget docs/development.md states (STATIC_SIZE_BUDGET bytes, 3.5 MiB).
 # The build is scripts/dist.sh's for that target (scripts/lib/build.sh: same flags, so
 # whichever runs second is a no-op cargo build). The Dockerfile's build stage runs it.
 set -euo pipefail

@@ -6,7 +6,7 @@
 #
 #   scripts/check-reproducible.sh [TARGET...]   default: the two Linux (musl) targets
 #
-# The release workflow runs it; the README ("Install") says which targets are checked.
+# The release workflow runs it; docs/development.md ("Reproducible") says which targets are checked.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 . "$(dirname "$0")/lib/common.sh"

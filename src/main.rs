@@ -7,7 +7,7 @@ use std::io;
 use std::process::ExitCode;
 
 // musl's allocator serializes threads: the static binary, with 64 prefetch threads, used
-// ~20% more CPU than the glibc build on a warm build from the bucket (README, "Dependencies").
+// ~20% more CPU than the glibc build on a warm build from the bucket (docs/development.md, "Dependencies").
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -4,7 +4,7 @@
 # binary the tests run is the one the archives ship). Source it after scripts/lib/common.sh.
 #
 # Which C toolchain builds a target's C code (ring, mimalloc under musl) and links it,
-# chosen by measurement (README, "Install"):
+# chosen by measurement (docs/development.md, "Release archives, the Action and the image"):
 #   x86_64-unknown-linux-musl   musl-gcc (Debian's musl-tools): static-pie, as before
 #   aarch64-unknown-linux-musl  zig (PyPI's ziglang) driven by cargo-zigbuild: Debian has
 #                               no aarch64 musl cross compiler
@@ -22,7 +22,7 @@ DIST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl x86_64-apple-
 ZIG_VERSION=0.17.0
 CARGO_ZIGBUILD_VERSION=0.24.0
 ZIG_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/gocacheprog-s3/ziglang-$ZIG_VERSION"
-# Every shipped binary stays within this (README, "Install"; the static build's budget).
+# Every shipped binary stays within this (docs/development.md, "Static binary and container").
 SIZE_BUDGET=${STATIC_SIZE_BUDGET:-3670016}
 
 # target_builder TARGET: musl-gcc, zig or mingw (see above); fails for other targets.
@@ -211,6 +211,6 @@ check_binary() {
 	fi
 	size=$(stat -c %s "$bin")
 	[ "$size" -le "$SIZE_BUDGET" ] ||
-		die "$bin is $size bytes, over the $SIZE_BUDGET-byte budget (README, \"Install\")"
+		die "$bin is $size bytes, over the $SIZE_BUDGET-byte budget (docs/development.md, \"Static binary and container\")"
 	note "$bin: $size bytes (budget $SIZE_BUDGET), $described"
 }

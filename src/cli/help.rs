@@ -54,7 +54,7 @@ pub fn help(command: Command) -> String {
             out.push_str(&format!("gocacheprog-s3 {name}: {summary}\n\nUSAGE:\n    {usage}\n\n"));
             out.push_str(
                 "Lists every object under the prefix (outputs, manifests and anything else) and walks\n\
-                 the local tier; --json prints one object with the fields the README lists.\n",
+                 the local tier; --json prints one object with the fields docs/operations.md lists.\n",
             );
         }
         Command::Report => {
