@@ -9,12 +9,20 @@
 pub mod args;
 pub mod config;
 pub mod help;
+mod lookup;
 pub mod options;
+mod proxy;
+mod remote;
+mod tls;
+mod units;
 
-pub use config::{parse_duration, parse_size, Config, RemoteConfig, Setting};
+pub use config::Config;
+pub use lookup::Setting;
 pub use options::Command;
+pub use remote::RemoteConfig;
 use std::ffi::OsString;
 use std::fmt;
+pub use units::{parse_duration, parse_size};
 
 /// What to do.
 #[derive(Debug)]
@@ -58,4 +66,24 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let mut config = config::build(raw, env)?;
     config.paths = paths.into_iter().map(Into::into).collect();
     Ok(Action::Run(command, Box::new(config)))
+}
+
+/// The configuration `serve` gets from a command line and an environment (for tests).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{parse, Action, Command, Config, ConfigError};
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = move |k: &str| map.get(k).cloned();
+        match parse(args.iter().map(OsString::from).collect(), &env)? {
+            Action::Run(Command::Serve, c) => Ok(*c),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// An absolute directory on this platform.
+    pub(crate) const GOCACHE: (&str, &str) = ("GOCACHE", if cfg!(windows) { "C:\\gocache" } else { "/tmp/gocache" });
 }
