@@ -11,9 +11,33 @@ use crate::local::trim::Policy;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A validated configuration (of `serve` and of `check`).
+/// A command with its configuration: a command that works on the bucket has one, and
+/// `prune` has its `--unused-for`, so no command meets a state the configuration refused.
+#[derive(Debug)]
+pub enum Run {
+    Serve(Config),
+    Check(Config<RemoteConfig>),
+    Trim(Config),
+    Prune { config: Config<RemoteConfig>, unused_for: Duration },
+    Usage(Config<RemoteConfig>),
+    Report(Config),
+    Stamp(Config),
+}
+
+impl Run {
+    /// The level of messages on stderr.
+    pub fn verbosity(&self) -> u8 {
+        match self {
+            Run::Serve(c) | Run::Trim(c) | Run::Report(c) | Run::Stamp(c) => c.verbosity,
+            Run::Check(c) | Run::Prune { config: c, .. } | Run::Usage(c) => c.verbosity,
+        }
+    }
+}
+
+/// The settings every command shares. `R` is the bucket: `Option<RemoteConfig>` where
+/// it may be absent (a local-only `serve`), [`RemoteConfig`] for the commands that need one.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct Config<R = Option<RemoteConfig>> {
     /// Absolute directory of the local tier.
     pub cache_dir: PathBuf,
     /// 0 quiet, 1 summary at exit, 2 per-request remote events and debugging, 3 everything.
@@ -27,7 +51,7 @@ pub struct Config {
     /// Where messages go instead of stderr (main sets it up before parsing: see
     /// [`crate::cli::log_file`]).
     pub log_file: Option<PathBuf>,
-    pub remote: Option<RemoteConfig>,
+    pub remote: R,
     /// `serve` only: why the bucket named is not used (a setting the host lends that
     /// cannot be used), naming the setting and the file.
     pub remote_off: Option<String>,
@@ -35,16 +59,49 @@ pub struct Config {
     pub trim: Policy,
     /// `trim`, `prune`: report, remove nothing.
     pub dry_run: bool,
-    /// `check`, `usage`: the report as JSON.
+    /// `check`, `usage`, `report`: the report as JSON.
     pub json: bool,
-    /// `prune`: delete what no build used for this long.
-    pub unused_for: Option<Duration>,
     /// Every setting and where it came from (`-vv`, `check`).
     pub settings: Vec<Setting>,
 }
 
-/// Builds the configuration of `raw.command`.
-pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+impl Config {
+    /// The configuration of a command that works on the bucket, or the error that says
+    /// it needs one.
+    fn with_bucket(self, command: Command) -> Result<Config<RemoteConfig>, ConfigError> {
+        let Some(remote) = self.remote else {
+            return Err(ConfigError(format!(
+                "{} needs a bucket: the BUCKET argument, --bucket or GOCACHEPROG_S3_BUCKET (as in the GOCACHEPROG \
+                 string)",
+                command.name()
+            )));
+        };
+        Ok(Config {
+            cache_dir: self.cache_dir,
+            verbosity: self.verbosity,
+            stats_file: self.stats_file,
+            metrics_csv: self.metrics_csv,
+            stats_dir: self.stats_dir,
+            paths: self.paths,
+            log_file: self.log_file,
+            remote,
+            remote_off: self.remote_off,
+            trim: self.trim,
+            dry_run: self.dry_run,
+            json: self.json,
+            settings: self.settings,
+        })
+    }
+}
+
+/// Builds and validates the configuration of `raw.command`.
+///
+/// An option is a row of [`super::options::OPTIONS`] and a field filled here (or in
+/// [`super::remote`] for the bucket's) by the [`Lookup`] of its kind: `look.duration`,
+/// `look.size`, `look.number`, `look.switch`, `look.path`, `look.parsed`.
+pub fn build(mut raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Run, ConfigError> {
+    let command = raw.command;
+    let paths = if command.takes_paths() { std::mem::take(&mut raw.positional) } else { Vec::new() };
     let look = Lookup::new(&raw, env);
     let verbosity = match raw.verbosity {
         Some(v) => {
@@ -89,7 +146,7 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         // A build must not fail because the host lacks a file an inherited variable names:
         // go's session runs on the local tier (and `trim` needs no bucket). `check` and the
         // commands that work on the bucket report it.
-        Err(RemoteError::Unusable(why)) if matches!(raw.command, Command::Serve | Command::Trim) => (None, Some(why)),
+        Err(RemoteError::Unusable(why)) if matches!(command, Command::Serve | Command::Trim) => (None, Some(why)),
         Err(RemoteError::Unusable(why)) => return Err(ConfigError(why)),
         Err(RemoteError::Config(e)) => return Err(e),
     };
@@ -102,34 +159,38 @@ pub fn build(raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         max_size: look.parsed("local-max-size", "a size in bytes such as 500M, 20G or 1048576", parse_size)?,
     };
     let unused_for = look.parsed("unused-for", "a duration such as 30d, 12h or 0s", parse_duration)?;
-    if raw.command == Command::Prune && unused_for.is_none() {
-        return Err(ConfigError(
-            "prune needs --unused-for: how long an object may go unused before it is deleted (e.g. 30d; 0s \
-             deletes everything under the prefix)"
-                .into(),
-        ));
-    }
-    if matches!(raw.command, Command::Prune | Command::Usage) && remote.is_none() {
-        return Err(ConfigError(format!(
-            "{} needs a bucket: the BUCKET argument, --bucket or GOCACHEPROG_S3_BUCKET",
-            raw.command.name()
-        )));
-    }
-    Ok(Config {
+    let config = Config {
         cache_dir,
         verbosity,
         stats_file,
         metrics_csv,
         stats_dir,
-        paths: Vec::new(),
+        paths: paths.into_iter().map(Into::into).collect(),
         log_file,
         remote,
         remote_off,
         trim,
         dry_run: raw.has("dry-run"),
         json: raw.has("json"),
-        unused_for,
-        settings: look.settings(raw.command),
+        settings: look.settings(command),
+    };
+    Ok(match command {
+        Command::Serve => Run::Serve(config),
+        Command::Check => Run::Check(config.with_bucket(command)?),
+        Command::Trim => Run::Trim(config),
+        Command::Prune => {
+            let unused_for = unused_for.ok_or_else(|| {
+                ConfigError(
+                    "prune needs --unused-for: how long an object may go unused before it is deleted (e.g. 30d; \
+                     0s deletes everything under the prefix)"
+                        .into(),
+                )
+            })?;
+            Run::Prune { config: config.with_bucket(command)?, unused_for }
+        }
+        Command::Usage => Run::Usage(config.with_bucket(command)?),
+        Command::Report => Run::Report(config),
+        Command::Stamp => Run::Stamp(config),
     })
 }
 
@@ -265,21 +326,36 @@ mod tests {
     #[test]
     fn maintenance_commands_and_their_options() {
         let env = |k: &str| (k == "GOCACHE").then(|| GOCACHE.1.to_string());
-        let parsed = |args: &[&str]| parse(args.iter().map(OsString::from).collect(), &env);
+        let parsed = |args: &[&str]| match parse(args.iter().map(OsString::from).collect(), &env) {
+            Ok(Action::Run(run)) => Ok(*run),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
         match parsed(&["prune", "b", "--unused-for", "30d", "--dry-run"]) {
-            Ok(Action::Run(Command::Prune, c)) => {
-                assert_eq!(c.unused_for, Some(Duration::from_secs(30 * 86_400)));
-                assert!(c.dry_run);
-                assert_eq!(c.remote.unwrap().refresh_after, Some(Duration::from_secs(86_400)));
+            Ok(Run::Prune { config, unused_for }) => {
+                assert_eq!(unused_for, Duration::from_secs(30 * 86_400));
+                assert!(config.dry_run);
+                assert_eq!(config.remote.refresh_after, Some(Duration::from_secs(86_400)));
             }
             other => panic!("{other:?}"),
         }
-        assert!(parsed(&["prune", "b"]).unwrap_err().0.contains("--unused-for"));
-        assert!(parsed(&["usage"]).unwrap_err().0.contains("needs a bucket"));
+        // What a command needs is refused once, here, with what to give.
+        assert!(parsed(&["prune", "b"]).unwrap_err().0.starts_with("prune needs --unused-for"));
+        for args in [&["check"][..], &["usage"], &["prune", "--unused-for=1d"]] {
+            let err = parsed(args).unwrap_err();
+            assert!(err.0.starts_with(&format!("{} needs a bucket: the BUCKET argument", args[0])), "{err}");
+        }
         assert!(parsed(&["--dry-run"]).unwrap_err().0.contains("an option of trim and prune, not of serve"));
-        assert!(parsed(&["usage", "b", "--json"]).is_ok());
+        assert!(matches!(parsed(&["usage", "b", "--json"]), Ok(Run::Usage(c)) if c.json && c.remote.bucket == "b"));
+        match parsed(&["report", "s1.json", "s2.json"]) {
+            Ok(Run::Report(c)) => {
+                assert_eq!(c.paths, [PathBuf::from("s1.json"), PathBuf::from("s2.json")]);
+                assert!(c.remote.is_none(), "a report's files are not a bucket");
+            }
+            other => panic!("{other:?}"),
+        }
         match parsed(&["trim", "--local-max-size", "20G", "--local-max-age", "12h"]) {
-            Ok(Action::Run(Command::Trim, c)) => {
+            Ok(Run::Trim(c)) => {
                 assert_eq!(c.trim, Policy { max_age: Duration::from_secs(43_200), max_size: Some(20 << 30) });
             }
             other => panic!("{other:?}"),
@@ -316,7 +392,7 @@ mod tests {
             let trim = parse(vec!["trim".into(), "b".into()], &|k| {
                 [GOCACHE, env].iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
             });
-            assert!(matches!(trim, Ok(Action::Run(Command::Trim, _))), "{env:?}");
+            assert!(matches!(trim, Ok(Action::Run(run)) if matches!(*run, Run::Trim(_))), "{env:?}");
             let check = parse(vec!["check".into(), "b".into()], &|k| {
                 [GOCACHE, env].iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
             });
