@@ -13,6 +13,7 @@ mod lookup;
 pub mod options;
 mod proxy;
 mod remote;
+mod store;
 mod tls;
 mod units;
 

@@ -4,11 +4,11 @@
 
 use super::lookup::Lookup;
 use super::proxy::proxy_for;
+use super::store;
 use super::tls::read_ca_bundle;
 use super::ConfigError;
 use crate::remote::layout::Form;
 use crate::s3::client::{Client, ClientConfig};
-use crate::s3::credentials::profile;
 use crate::s3::credentials::CredentialSource;
 use crate::s3::endpoint::{Addressing, Endpoint};
 use std::sync::Arc;
@@ -107,12 +107,6 @@ impl From<ConfigError> for RemoteError {
     }
 }
 
-/// Whether a value came from this program's own settings (its command line or its
-/// `GOCACHEPROG_S3_*` variables), not from a variable or file the host lends.
-fn is_own(source: &str) -> bool {
-    source.starts_with("--") || source.starts_with("GOCACHEPROG_S3_")
-}
-
 /// The bucket's settings. Unusable settings are noted and reported after every other
 /// setting has been checked, so that a malformed command line is still an error.
 pub(super) fn build(
@@ -128,50 +122,7 @@ pub(super) fn build(
     }
     let prefix = look.get_or_default("prefix").map_or(String::new(), |(p, _)| p);
     let prefix = prefix.trim_matches('/').to_string();
-    // The shared files' profile: its region and endpoints come after the environment's.
-    let profile_name = look.get("profile").map(|(p, _)| p);
-    let (files, mut unusable) = profile::load(env);
-    let profile = files.profile(profile_name.as_deref().unwrap_or("default"));
-    let profile_label = format!("profile {}", profile_name.as_deref().unwrap_or("default"));
-    let from_profile = |value: Option<String>| value.map(|v| (v, format!("{profile_label} ({})", files_label(env))));
-    let (region, region_source) = look
-        .get("region")
-        .or_else(|| from_profile(profile.as_ref().and_then(|p| p.get("region").cloned())))
-        .unwrap_or_else(|| ("us-east-1".to_string(), "default".to_string()));
-    look.note("region", region.clone(), region_source);
-    let custom_endpoint = look
-        .get("endpoint")
-        .or_else(|| from_profile(profile.as_ref().and_then(|p| files.s3_endpoint(p))))
-        .or_else(|| look.var("AWS_ENDPOINT_URL").map(|v| (v, "AWS_ENDPOINT_URL".to_string())));
-    let path_style = look.switch("path-style")?;
-    let virtual_hosted = look.switch("virtual-hosted")?;
-    if path_style && virtual_hosted {
-        return Err(ConfigError("--path-style and --virtual-hosted exclude each other; choose one".into()).into());
-    }
-    let (endpoint, default_addressing, endpoint_source) = match custom_endpoint {
-        Some((url, source)) => match Endpoint::parse(&url) {
-            Ok(e) => (e, Addressing::Path, source),
-            Err(e) if is_own(&source) => return Err(ConfigError(format!("{source}: {e}")).into()),
-            Err(e) => {
-                unusable.get_or_insert(format!("{source}: {e}"));
-                (Endpoint::aws(&region), Addressing::Path, source)
-            }
-        },
-        // Bucket names with dots break TLS host matching in virtual-hosted form.
-        None if bucket.contains('.') => (Endpoint::aws(&region), Addressing::Path, "default (AWS)".to_string()),
-        None => (Endpoint::aws(&region), Addressing::VirtualHosted, "default (AWS)".to_string()),
-    };
-    look.note("endpoint", endpoint.to_string(), endpoint_source);
-    let addressing = if path_style {
-        Addressing::Path
-    } else if virtual_hosted {
-        Addressing::VirtualHosted
-    } else {
-        let path = default_addressing == Addressing::Path;
-        look.note("path-style", path.to_string(), "default (for this endpoint and bucket)");
-        look.note("virtual-hosted", (!path).to_string(), "default (for this endpoint and bucket)");
-        default_addressing
-    };
+    let (store, mut unusable) = store::locate(look, &bucket, env)?;
     let no_sign_request = look.switch("no-sign-request")?;
     let ca_bundle = look.get("ca-bundle");
     // A CA file is the host's, whichever setting names it.
@@ -179,25 +130,16 @@ pub(super) fn build(
         Some((path, source)) => read_ca_bundle(path).map_err(|e| unusable.get_or_insert(format!("{source}: {e}"))).ok(),
         None => None,
     };
-    let proxy = proxy_for(&endpoint, env);
-    let mut upload_headers = Vec::new();
-    match look.get("sse") {
-        None => {}
-        Some((v, _)) if v == "AES256" || v == "aws:kms" => {
-            upload_headers.push(("x-amz-server-side-encryption".into(), v))
-        }
-        Some((v, source)) => return Err(ConfigError(format!("{source}: expected AES256 or aws:kms, got {v:?}")).into()),
-    }
-    if let Some((key, source)) = look.get("sse-kms-key-id") {
-        if !upload_headers.iter().any(|(_, v)| v == "aws:kms") {
-            return Err(ConfigError(format!("{source} needs --sse aws:kms")).into());
-        }
-        upload_headers.push(("x-amz-server-side-encryption-aws-kms-key-id".into(), key));
-    }
+    let proxy = proxy_for(&store.endpoint, env);
+    let upload_headers = upload_headers(look)?;
     if no_sign_request {
         look.note("credentials", "none (unsigned requests)", "--no-sign-request");
     } else {
-        look.note("credentials", format!("the AWS default chain ({profile_label})"), "default");
+        look.note(
+            "credentials",
+            format!("the AWS default chain (profile {})", store.profile.as_deref().unwrap_or("default")),
+            "default",
+        );
     }
     if let Some((url, source)) = &proxy {
         look.note("proxy", crate::log::without_userinfo(url), source.clone());
@@ -205,10 +147,10 @@ pub(super) fn build(
     let remote = RemoteConfig {
         bucket,
         prefix,
-        region,
-        endpoint,
-        addressing,
-        profile: profile_name,
+        region: store.region,
+        endpoint: store.endpoint,
+        addressing: store.addressing,
+        profile: store.profile,
         no_sign_request,
         ca_certificates,
         proxy: proxy.map(|(url, _)| url),
@@ -229,13 +171,7 @@ pub(super) fn build(
         prefetch_workers: look.number("prefetch-workers", 1usize)?,
         prefetch_max_bytes: look.size("prefetch-max-bytes")?,
         fast_miss_max_keys: look.number("fast-miss-max-keys", 0usize)?,
-        compression: look
-            .parsed("compression", "lz4 or none", |v| match v.to_ascii_lowercase().as_str() {
-                "lz4" => Some(Form::Lz4),
-                "none" | "off" => Some(Form::Plain),
-                _ => None,
-            })?
-            .unwrap_or(Form::Lz4),
+        compression: look.parsed("compression", "lz4 or none", parse_form)?.unwrap_or(Form::Lz4),
         refresh_after: Some(look.duration("refresh-after")?).filter(|d| !d.is_zero()),
     };
     match unusable {
@@ -244,9 +180,32 @@ pub(super) fn build(
     }
 }
 
-fn files_label(env: &dyn Fn(&str) -> Option<String>) -> String {
-    let (config, _) = profile::paths(env);
-    config.map_or("~/.aws/config".into(), |p| p.display().to_string())
+/// The server-side encryption headers of uploads (`--sse`, `--sse-kms-key-id`).
+fn upload_headers(look: &Lookup) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut upload_headers = Vec::new();
+    match look.get("sse") {
+        None => {}
+        Some((v, _)) if v == "AES256" || v == "aws:kms" => {
+            upload_headers.push(("x-amz-server-side-encryption".into(), v))
+        }
+        Some((v, source)) => return Err(ConfigError(format!("{source}: expected AES256 or aws:kms, got {v:?}"))),
+    }
+    if let Some((key, source)) = look.get("sse-kms-key-id") {
+        if !upload_headers.iter().any(|(_, v)| v == "aws:kms") {
+            return Err(ConfigError(format!("{source} needs --sse aws:kms")));
+        }
+        upload_headers.push(("x-amz-server-side-encryption-aws-kms-key-id".into(), key));
+    }
+    Ok(upload_headers)
+}
+
+/// `--compression`: the form outputs are uploaded in.
+fn parse_form(text: &str) -> Option<Form> {
+    match text.to_ascii_lowercase().as_str() {
+        "lz4" => Some(Form::Lz4),
+        "none" | "off" => Some(Form::Plain),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -283,39 +242,6 @@ mod tests {
         assert_eq!(r.addressing, Addressing::Path);
         let r = run(&["--virtual-hosted", "b"], &[GOCACHE, ("AWS_ENDPOINT_URL", "http://h:1")]).unwrap();
         assert_eq!(r.remote.unwrap().addressing, Addressing::VirtualHosted);
-    }
-
-    #[test]
-    fn region_and_endpoint_from_the_profile_after_the_environment() {
-        let home = std::env::temp_dir().join(format!("gocacheprog-config-profile-{}", std::process::id()));
-        std::fs::create_dir_all(home.join(".aws")).unwrap();
-        std::fs::write(
-            home.join(".aws/config"),
-            "[default]\nregion = eu-west-3\n[profile minio]\nregion = minio-1\nservices = lab\n\
-             [services lab]\ns3 =\n  endpoint_url = http://minio.lab:9000\n",
-        )
-        .unwrap();
-        let h = home.to_string_lossy().into_owned();
-        let r = run(&["b"], &[GOCACHE, ("HOME", &h)]).unwrap().remote.unwrap();
-        assert_eq!(r.region, "eu-west-3");
-        let c = run(&["b"], &[GOCACHE, ("HOME", &h)]).unwrap();
-        let region = c.settings.iter().find(|s| s.name == "region").unwrap();
-        assert!(region.source.starts_with("profile default"), "{:?}", c.settings);
-        let r = run(&["b", "--profile", "minio"], &[GOCACHE, ("HOME", &h)]).unwrap().remote.unwrap();
-        assert_eq!((r.region.as_str(), r.endpoint.to_string().as_str()), ("minio-1", "http://minio.lab:9000"));
-        assert_eq!(r.addressing, Addressing::Path);
-        assert_eq!(r.profile.as_deref(), Some("minio"));
-        // The environment wins over the profile.
-        let env = [
-            GOCACHE,
-            ("HOME", h.as_str()),
-            ("AWS_PROFILE", "minio"),
-            ("AWS_REGION", "r"),
-            ("AWS_ENDPOINT_URL_S3", "http://e:1"),
-        ];
-        let r = run(&["b"], &env).unwrap().remote.unwrap();
-        assert_eq!((r.region.as_str(), r.endpoint.to_string().as_str()), ("r", "http://e:1"));
-        std::fs::remove_dir_all(home).unwrap();
     }
 
     #[test]
