@@ -1,4 +1,4 @@
-//! The configuration of a command, built from the [`Lookup`] of its command line and
+//! The configuration of a command, built from the `Lookup` of its command line and
 //! environment and validated once: what it refuses stops the program before any work.
 
 use super::args::Raw;
@@ -97,7 +97,7 @@ impl Config {
 /// Builds and validates the configuration of `raw.command`.
 ///
 /// An option is a row of [`super::options::OPTIONS`] and a field filled here (or in
-/// [`super::remote`] for the bucket's) by the [`Lookup`] of its kind: `look.duration`,
+/// `cli::remote` for the bucket's) by the `Lookup` of its kind: `look.duration`,
 /// `look.size`, `look.number`, `look.switch`, `look.path`, `look.parsed`.
 pub fn build(mut raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Run, ConfigError> {
     let command = raw.command;
