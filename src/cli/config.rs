@@ -11,8 +11,9 @@ use crate::local::trim::Policy;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A command with its configuration: a command that works on the bucket has one, and
-/// `prune` has its `--unused-for`, so no command meets a state the configuration refused.
+/// A command with its configuration: a command that works on the bucket has one, `prune`
+/// has its `--unused-for` and `report` its stats, so no command meets a state the
+/// configuration refused.
 #[derive(Debug)]
 pub enum Run {
     Serve(Config),
@@ -189,6 +190,13 @@ pub fn build(mut raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Run, 
             Run::Prune { config: config.with_bucket(command)?, unused_for }
         }
         Command::Usage => Run::Usage(config.with_bucket(command)?),
+        Command::Report if config.stats_dir.is_none() && config.paths.is_empty() => {
+            return Err(ConfigError(
+                "report needs the job's stats: --stats-dir DIR (or GOCACHEPROG_S3_STATS_DIR, as the job's go \
+                 commands had it), or --stats-file / --metrics-csv files as arguments"
+                    .into(),
+            ));
+        }
         Command::Report => Run::Report(config),
         Command::Stamp => Run::Stamp(config),
     })
@@ -347,6 +355,8 @@ mod tests {
         }
         assert!(parsed(&["--dry-run"]).unwrap_err().0.contains("an option of trim and prune, not of serve"));
         assert!(matches!(parsed(&["usage", "b", "--json"]), Ok(Run::Usage(c)) if c.json && c.remote.bucket == "b"));
+        assert!(parsed(&["report"]).unwrap_err().0.starts_with("report needs the job's stats: --stats-dir DIR"));
+        assert!(matches!(parsed(&["report", "--stats-dir", "/d"]), Ok(Run::Report(c)) if c.paths.is_empty()));
         match parsed(&["report", "s1.json", "s2.json"]) {
             Ok(Run::Report(c)) => {
                 assert_eq!(c.paths, [PathBuf::from("s1.json"), PathBuf::from("s2.json")]);
