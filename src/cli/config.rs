@@ -19,9 +19,15 @@ pub enum Run {
     Serve(Config),
     Check(Config<RemoteConfig>),
     Trim(Config),
-    Prune { config: Config<RemoteConfig>, unused_for: Duration },
+    /// `unused_for`: delete what no build used for this long.
+    Prune {
+        config: Config<RemoteConfig>,
+        unused_for: Duration,
+    },
     Usage(Config<RemoteConfig>),
+    /// Its stats: `config.stats_dir`, `config.paths` or both.
     Report(Config),
+    /// Its directory: the first of `config.paths`, else the current one.
     Stamp(Config),
 }
 
