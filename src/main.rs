@@ -1,6 +1,6 @@
 //! `gocacheprog-s3`: run by cmd/go as `GOCACHEPROG` (`serve`, the default), or by a
 //! person as `gocacheprog-s3 check`, `trim`, `prune`, `usage`, `report` or `stamp`. Parse, then run the command; the exit status is its.
-use gocacheprog_s3::cli::{self, help, Action, Command};
+use gocacheprog_s3::cli::{self, help, Action, Run};
 use gocacheprog_s3::commands;
 use gocacheprog_s3::{log, log::set_level};
 use std::io;
@@ -19,16 +19,16 @@ fn main() -> ExitCode {
         log::to_file(&path);
     }
     match cli::parse(args, &env) {
-        Ok(Action::Run(command, config)) => {
-            set_level(config.verbosity);
-            match command {
-                Command::Serve => commands::serve::run(&config),
-                Command::Check => commands::check::run(&config),
-                Command::Trim => commands::trim::run(&config),
-                Command::Prune => commands::prune::run(&config),
-                Command::Usage => commands::usage::run(&config),
-                Command::Report => commands::report::run(&config),
-                Command::Stamp => commands::stamp::run(&config),
+        Ok(Action::Run(run)) => {
+            set_level(run.verbosity());
+            match *run {
+                Run::Serve(config) => commands::serve::run(&config),
+                Run::Check(config) => commands::check::run(&config),
+                Run::Trim(config) => commands::trim::run(&config),
+                Run::Prune { config, unused_for } => commands::prune::run(&config, unused_for),
+                Run::Usage(config) => commands::usage::run(&config),
+                Run::Report(config) => commands::report::run(&config),
+                Run::Stamp(config) => commands::stamp::run(&config),
             }
         }
         Ok(Action::Help(command)) => print_text(&help::help(command)),

@@ -9,18 +9,27 @@
 pub mod args;
 pub mod config;
 pub mod help;
+mod lookup;
 pub mod options;
+mod proxy;
+mod remote;
+mod store;
+mod tls;
+mod units;
 
-pub use config::{parse_duration, parse_size, Config, RemoteConfig, Setting};
+pub use config::{Config, Run};
+pub use lookup::Setting;
 pub use options::Command;
+pub use remote::RemoteConfig;
 use std::ffi::OsString;
 use std::fmt;
+pub use units::{parse_duration, parse_size};
 
 /// What to do.
 #[derive(Debug)]
 pub enum Action {
     /// Run a command with its configuration.
-    Run(Command, Box<Config>),
+    Run(Box<Run>),
     /// Print the help of a command.
     Help(Command),
     Version,
@@ -46,16 +55,35 @@ pub fn log_file(args: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Opti
 
 /// Parses arguments (without the program name) and the environment.
 pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Action, ConfigError> {
-    let mut raw = args::parse(args)?;
+    let raw = args::parse(args)?;
     if raw.has("help") {
         return Ok(Action::Help(raw.command));
     }
     if raw.has("version") {
         return Ok(Action::Version);
     }
-    let command = raw.command;
-    let paths = if command.takes_paths() { std::mem::take(&mut raw.positional) } else { Vec::new() };
-    let mut config = config::build(raw, env)?;
-    config.paths = paths.into_iter().map(Into::into).collect();
-    Ok(Action::Run(command, Box::new(config)))
+    Ok(Action::Run(Box::new(config::build(raw, env)?)))
+}
+
+/// The configuration `serve` gets from a command line and an environment (for tests).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{parse, Action, Config, ConfigError, Run};
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = move |k: &str| map.get(k).cloned();
+        match parse(args.iter().map(OsString::from).collect(), &env)? {
+            Action::Run(run) => match *run {
+                Run::Serve(c) => Ok(c),
+                other => panic!("unexpected {other:?}"),
+            },
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// An absolute directory on this platform.
+    pub(crate) const GOCACHE: (&str, &str) = ("GOCACHE", if cfg!(windows) { "C:\\gocache" } else { "/tmp/gocache" });
 }

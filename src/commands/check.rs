@@ -63,12 +63,8 @@ impl Report<'_> {
 }
 
 /// Runs the check and prints the report (text, or JSON with `--json`).
-pub fn run(config: &Config) -> ExitCode {
-    let Some(remote) = &config.remote else {
-        log!(0, "check needs a bucket: give BUCKET, --bucket or GOCACHEPROG_S3_BUCKET (as in the GOCACHEPROG string)");
-        return ExitCode::from(2);
-    };
-    let report = check(config, remote);
+pub fn run(config: &Config<RemoteConfig>) -> ExitCode {
+    let report = check(config);
     let text = if config.json { to_json(&report) } else { to_text(&report) };
     super::print(&text);
     if report.ok() {
@@ -82,7 +78,8 @@ fn ms(start: Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 10_000.0).round() / 10.0
 }
 
-fn check<'a>(config: &'a Config, remote: &'a RemoteConfig) -> Report<'a> {
+fn check(config: &Config<RemoteConfig>) -> Report<'_> {
+    let remote = &config.remote;
     let layout = Layout::new(&remote.prefix);
     let probe_key = layout.under(&format!("_check/{:016x}", random::nonce()));
     let mut report = Report {
@@ -524,7 +521,10 @@ mod tests {
             _ => None,
         };
         match crate::cli::parse(vec!["check".into(), "team-cache".into()], &env) {
-            Ok(crate::cli::Action::Run(crate::cli::Command::Check, config)) => config.remote.clone().unwrap(),
+            Ok(crate::cli::Action::Run(run)) => match *run {
+                crate::cli::Run::Check(config) => config.remote,
+                other => panic!("{other:?}"),
+            },
             other => panic!("{other:?}"),
         }
     }

@@ -20,8 +20,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Lists the prefix, then deletes (or, with `--dry-run`, names) every object past the cut.
-pub fn run(config: &Config) -> ExitCode {
-    let (Some(remote), Some(unused_for)) = (&config.remote, config.unused_for) else { return ExitCode::from(2) };
+pub fn run(config: &Config<RemoteConfig>, unused_for: Duration) -> ExitCode {
+    let remote = &config.remote;
     let layout = Layout::new(&remote.prefix);
     let listed = match list(remote, &layout) {
         Ok(objects) => objects,

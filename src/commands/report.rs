@@ -26,14 +26,6 @@ pub fn run(config: &Config) -> ExitCode {
 
 /// [`run`] with the step summary file given.
 pub fn run_with(config: &Config, step_summary: Option<&Path>) -> ExitCode {
-    if config.stats_dir.is_none() && config.paths.is_empty() {
-        log!(
-            0,
-            "report needs the job's stats: --stats-dir DIR (or GOCACHEPROG_S3_STATS_DIR, as the job's go commands \
-             had it), or --stats-file / --metrics-csv files as arguments"
-        );
-        return ExitCode::from(2);
-    }
     let sessions = match job::read(config.stats_dir.as_deref(), &config.paths) {
         Ok(s) => s,
         Err(e) => {

@@ -20,8 +20,8 @@ const AGES: [(u64, &str); 5] =
 const LARGEST: usize = 10;
 
 /// Lists and prints the report (text, or JSON with `--json`).
-pub fn run(config: &Config) -> ExitCode {
-    let Some(remote) = &config.remote else { return ExitCode::from(2) };
+pub fn run(config: &Config<RemoteConfig>) -> ExitCode {
+    let remote = &config.remote;
     let layout = Layout::new(&remote.prefix);
     let listed = match list(remote, &layout) {
         Ok(objects) => objects,
@@ -127,7 +127,7 @@ impl<'a> Report<'a> {
         r
     }
 
-    fn to_json(&self, remote: &RemoteConfig, config: &Config) -> serde_json::Value {
+    fn to_json(&self, remote: &RemoteConfig, config: &Config<RemoteConfig>) -> serde_json::Value {
         let date = |t: Option<SystemTime>| t.map(|t| Civil::from_system_time(t).rfc3339());
         let object = |o: &ListedObject| json!({"key": o.key, "bytes": o.size, "last_modified": o.last_modified});
         json!({
