@@ -44,7 +44,7 @@ printf 'x' >>"$www/damaged/$archive"
 python3 -u -m http.server --bind 127.0.0.1 --directory "$www" 0 >"$WORK_DIR/http.log" 2>&1 &
 track_pid $!
 port=
-for ((i = 0; i < 100; i++)); do # up to 10 s
+for ((i = 0; i < 300; i++)); do # up to 30 s (a loaded runner starts python slowly)
 	port=$(sed -n 's/.*Serving HTTP on [0-9.]* port \([0-9]*\).*/\1/p' "$WORK_DIR/http.log")
 	[ -n "$port" ] && break
 	sleep 0.1
