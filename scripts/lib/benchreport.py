@@ -379,6 +379,13 @@ def main():
             say(f"- {n}")
     say("")
 
+    # scripts/bench-stream.sh's section of the same file stays (imported here: streamreport
+    # imports this module).
+    from streamreport import read_section
+
+    kept = read_section(out_md)
+    if kept:
+        lines += [kept, ""]
     with open(out_md, "w") as f:
         f.write("\n".join(lines))
     with open(out_summary, "w") as f:
