@@ -29,13 +29,18 @@
 # `go test -cover`, build and test with -tags, build, -race again. Shows what one kind of
 # job costs the next (one manifest serves every job kind of a module today).
 #
+# Last, where a second runner's time goes: on the last release at the first latency,
+# repeated, plain go warm against the second runner, its tier again with and without the
+# bucket, for the job and for its `go test` alone; and one traced second runner.
+#
 # Writes the section between the bench-stream markers of docs/benchmarks.md (the rest of
 # the file is scripts/bench.sh's and stays), with a chart (docs/benchmarks-stream.svg).
 #
 # Env: BENCH_STREAM_MODULE (github.com/charmbracelet/bubbletea), BENCH_STREAM_VERSIONS
 #   ("v1.3.6 v1.3.7 v1.3.8 v1.3.9 v1.3.10"; quick: the last three), BENCH_LATENCIES ("20 50";
 #   quick "20"), BENCH_BANDWIDTH_MB (100), BENCH_STREAM_MIXED (1; quick 0), BENCH_STREAM_TAGS
-#   (benchstream), BENCH_GO_TIMEOUT (1800 s per go command), CACHEPROG_BIN, FAULTPROXY_BIN,
+#   (benchstream), BENCH_STREAM_PROFILE_REPS (3; quick 0: repetitions of the profile below),
+#   BENCH_GO_TIMEOUT (1800 s per go command), CACHEPROG_BIN, FAULTPROXY_BIN,
 #   KEEP_WORK_DIR=1.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -79,7 +84,7 @@ if [ -n "$OUT_FILE" ]; then
 	OUT_FILE="$(cd "$(dirname "$OUT_FILE")" && pwd)/$(basename "$OUT_FILE")"
 fi
 for v in BENCH_STREAM_MODULE BENCH_STREAM_VERSIONS BENCH_LATENCIES BENCH_BANDWIDTH_MB BENCH_STREAM_MIXED \
-	BENCH_STREAM_TAGS CACHEPROG_BIN FAULTPROXY_BIN; do
+	BENCH_STREAM_PROFILE_REPS BENCH_STREAM_TAGS CACHEPROG_BIN FAULTPROXY_BIN; do
 	[ -z "${!v:-}" ] || COMMAND_LINE="$v=${!v} $COMMAND_LINE"
 done
 
@@ -90,11 +95,14 @@ if [ "$QUICK" = 1 ]; then
 	read -r -a VERSIONS <<<"${BENCH_STREAM_VERSIONS:-v1.3.8 v1.3.9 v1.3.10}"
 	read -r -a LATENCIES <<<"${BENCH_LATENCIES:-20}"
 	MIXED=${BENCH_STREAM_MIXED:-0}
+	PROFILE_REPS=${BENCH_STREAM_PROFILE_REPS:-0}
 else
 	read -r -a VERSIONS <<<"${BENCH_STREAM_VERSIONS:-v1.3.6 v1.3.7 v1.3.8 v1.3.9 v1.3.10}"
 	read -r -a LATENCIES <<<"${BENCH_LATENCIES:-20 50}"
 	MIXED=${BENCH_STREAM_MIXED:-1}
+	PROFILE_REPS=${BENCH_STREAM_PROFILE_REPS:-3}
 fi
+case "$PROFILE_REPS" in '' | *[!0-9]*) die "BENCH_STREAM_PROFILE_REPS must be a number" ;; esac
 BANDWIDTH_MB=${BENCH_BANDWIDTH_MB:-100}
 TAGS=${BENCH_STREAM_TAGS:-benchstream}
 [ "${#VERSIONS[@]}" -ge 2 ] || die "BENCH_STREAM_VERSIONS needs at least two versions (the first only fills the bucket)"
@@ -155,6 +163,7 @@ job_cmds() {
 	race) cmds=("test -race -run XXX ./...") ;;
 	cover) cmds=("test -cover -run XXX ./...") ;;
 	tags) cmds=("build -tags $TAGS ./..." "test -tags $TAGS -run XXX ./...") ;;
+	test) cmds=("test -run XXX ./...") ;;
 	*) die "internal: job $job" ;;
 	esac
 	for c in "${cmds[@]}"; do
@@ -165,9 +174,45 @@ job_cmds() {
 	done
 }
 
+# build_stamp: $STAMP, a filter that prefixes each line with the time it arrived (C: it
+# must start in a millisecond, or the first lines of a session are stamped late).
+build_stamp() {
+	STAMP=$WORK_DIR/stamp
+	cat >"$STAMP.c" <<-'C'
+		#include <stdio.h>
+		#include <time.h>
+		int main(void) {
+			static char line[65536];
+			struct timespec ts;
+			while (fgets(line, sizeof line, stdin)) {
+				clock_gettime(CLOCK_REALTIME, &ts);
+				printf("%ld.%06ld %s", (long)ts.tv_sec, ts.tv_nsec / 1000, line);
+				fflush(stdout);
+			}
+			return 0;
+		}
+	C
+	cc -O2 -o "$STAMP" "$STAMP.c" || die "cannot build the line stamper ($STAMP.c)"
+}
+
+# trace_wrapper RUN_DIR: like `wrapper`, with -v=3 and every line of the program's stderr
+# stamped with the time it arrived (RUN_DIR/trace.log; "<time> start <pid>" first).
+trace_wrapper() {
+	local w="$1/trace.sh"
+	cat >"$w" <<-WRAP
+		#!/usr/bin/env bash
+		echo "\$EPOCHREALTIME start \$\$" >>$1/trace.log
+		exec /usr/bin/time -a -o $1/time.txt -f '%M %U %S' $BIN -v=3 --stats-file $1/stats-\$\$.json "\$@" 2> >(exec $STAMP >>$1/trace.log)
+	WRAP
+	chmod +x "$w"
+	printf '%s' "$w"
+}
+
 # runner SECTION NET COLUMN VERSION JOB TIER MODE [PREFIX [FLAGS...]]: one timed runner.
-# MODE: plain (no cache program), local (local tier only) or bucket (PREFIX at NET ms).
-# TIER is used as it is (the caller makes it fresh or not). Appends a line to $RESULTS.
+# MODE: plain (no cache program), local (local tier only), bucket (PREFIX at NET ms) or
+# trace (bucket, with trace_wrapper). TIER is used as it is (the caller makes it fresh or
+# not). Appends a line to $RESULTS, with the repetition $REP.
+REP=0
 runner() {
 	local section=$1 net=$2 column=$3 version=$4 job=$5 tier=$6 mode=$7 prefix=${8:-} dir prog="" \
 		start secs rc=0 load req0=0 req1=0 cmd_walls
@@ -181,8 +226,9 @@ runner() {
 	plain) ;;
 	local) prog=$(wrapper "$dir") ;;
 	bucket) prog="$(wrapper "$dir") --endpoint ${ENDPOINT[$net]} --prefix $prefix${*:+ $*} $BUCKET" ;;
+	trace) prog="$(trace_wrapper "$dir") --endpoint ${ENDPOINT[$net]} --prefix $prefix${*:+ $*} $BUCKET" ;;
 	esac
-	[ "$mode" != bucket ] || req0=$(proxy_requests "${PSTATS[$net]}")
+	case "$mode" in bucket | trace) req0=$(proxy_requests "${PSTATS[$net]}") ;; esac
 	sync
 	load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
 	start=$(now)
@@ -192,13 +238,13 @@ runner() {
 		tail -n 30 "$dir/go.log" >&2
 		die "$section / $net ms / $version / $column: go failed (exit $rc; GOCACHEPROG='$prog'; log $dir/go.log)"
 	fi
-	if [ "$mode" = bucket ]; then
+	if [ "$mode" = bucket ] || [ "$mode" = trace ]; then
 		sleep 0.3 # the proxy rewrites its counters within 100 ms
 		req1=$(proxy_requests "${PSTATS[$net]}")
 	fi
 	cmd_walls=$(paste -sd, "$dir/cmd-walls.txt")
-	printf '{"n":%d,"section":"%s","net":"%s","column":"%s","version":"%s","job":"%s","mode":"%s","wall":%s,"cmd_walls":[%s],"load":%s,"requests":%d,"dir":"%s"}\n' \
-		"$RUN_N" "$section" "$net" "$column" "$version" "$job" "$mode" "$secs" "$cmd_walls" "$load" "$((req1 - req0))" "$dir" >>"$RESULTS"
+	printf '{"n":%d,"section":"%s","net":"%s","column":"%s","version":"%s","job":"%s","mode":"%s","wall":%s,"cmd_walls":[%s],"load":%s,"requests":%d,"rep":%d,"dir":"%s"}\n' \
+		"$RUN_N" "$section" "$net" "$column" "$version" "$job" "$mode" "$secs" "$cmd_walls" "$load" "$((req1 - req0))" "$REP" "$dir" >>"$RESULTS"
 	note "$(printf '%-6s %3s ms  %-8s %-7s %-12s %8s s' "$section" "$net" "$version" "$job" "$column" "$secs")"
 }
 
@@ -244,6 +290,28 @@ if [ "$MIXED" = 1 ]; then
 		i=$((i + 1))
 		CGO_ENABLED=1 runner mixed "$first_net" "$i" "$v" "$job" "$TIERS/mixed-$i" bucket "mixed-$first_net"
 	done
+fi
+
+# ---- where a second runner's time goes ----------------------------------------------------
+
+# On the last release at the first latency, the bucket holding the whole stream: each
+# repetition runs, in order, plain go warm, the second runner (fresh tier), its tier again
+# with the bucket and local only; the same for `go test -run XXX ./...` alone (one go command
+# instead of two); then one traced second runner (stamped -v=3 log: listing, downloads).
+if [ "$PROFILE_REPS" -gt 0 ]; then
+	build_stamp
+	v=${VERSIONS[-1]}
+	for ((REP = 1; REP <= PROFILE_REPS; REP++)); do
+		for job in build test; do
+			t="$TIERS/profile-$REP-$job"
+			runner profile "$first_net" "plain_warm" "$v" "$job" "$TIERS/$first_net-$v-plain" plain
+			runner profile "$first_net" "second" "$v" "$job" "$t" bucket "stream-$first_net"
+			runner profile "$first_net" "warm_tier" "$v" "$job" "$t" bucket "stream-$first_net"
+			runner profile "$first_net" "local_warm" "$v" "$job" "$t" local
+		done
+	done
+	REP=0
+	runner profile "$first_net" "trace" "$v" build "$TIERS/profile-trace" trace "stream-$first_net"
 fi
 
 # ---- report --------------------------------------------------------------------------------

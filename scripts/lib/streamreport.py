@@ -14,6 +14,7 @@ report) stays, and benchreport.py keeps the section when it rewrites the file.
 
 import json
 import os
+import re
 import statistics
 import sys
 from xml.sax.saxutils import escape
@@ -165,6 +166,113 @@ def chart(meta, by, versions, nets, out):
     o.append("</svg>")
     with open(out, "w") as f:
         f.write("\n".join(o) + "\n")
+
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def trace_sessions(path):
+    """Per session of a trace.log: start, listing, downloads (times from the start), end."""
+    out = []
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        t, _, rest = line.partition(" ")
+        try:
+            t = float(t)
+        except ValueError:
+            continue
+        if rest.startswith("start "):
+            out.append({"start": t, "end": t, "listed": None, "downloads": []})
+            continue
+        if not out:
+            continue
+        s = out[-1]
+        s["end"] = max(s["end"], t)
+        m = re.search(r"listed in ([0-9.]+)(ms|µs|s)\)", rest)
+        if m:
+            v = float(m.group(1))
+            s["listed"] = v / 1000 if m.group(2) == "ms" else v / 1e6 if m.group(2) == "µs" else v
+            s["listed_at"] = t - s["start"]
+        if "downloaded " in rest and " in " in rest:
+            s["downloads"].append(t - s["start"])
+    return out
+
+
+def profile_section(say, runs, bw):
+    prof = [r for r in runs if r["section"] == "profile"]
+    if not prof:
+        return
+    net = prof[0]["net"]
+    reps = sorted({r["rep"] for r in prof if r["rep"]})
+    say(f"### Profile: where a second runner's time goes ({prof[0]['version']}, bucket at {net} ms, {len(reps)} repetitions)")
+    say("")
+    say(
+        "Medians (the individual runs in brackets). *second runner*: empty tier, the bucket holding the whole "
+        "stream; *warm tier + bucket*: its tier again, nothing to transfer; *local only*: the same tier without "
+        "the bucket; *plain warm*: plain go, warm GOCACHE. The job once as two go commands (build, then test) "
+        "and once as `go test -run XXX ./...` alone."
+    )
+    say("")
+    say(
+        "| job | go commands | plain warm s | local only s | warm tier + bucket s | second runner s | "
+        f"per command s (second runner) | bytes at {bw} MB/s s | hold s | close s | session s | CPU s |"
+    )
+    say("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for job, label in (("build", "build + test"), ("test", "test only")):
+        rows = {c: [r for r in prof if r["job"] == job and r["column"] == c] for c in ("plain_warm", "local_warm", "warm_tier", "second")}
+        if not rows["second"]:
+            continue
+
+        def cell(c):
+            ws = [r["wall"] for r in rows[c]]
+            return f"{fs(med(ws))} ({' '.join(fs(w) for w in ws)})" if ws else "-"
+
+        sec = rows["second"]
+        ncmd = len(sec[0].get("cmd_walls", []))
+        percmd = " / ".join(fs(med([r["cmd_walls"][i] for r in sec if len(r["cmd_walls"]) > i])) for i in range(ncmd))
+        by = med([r["fig"]["bytes_downloaded"] for r in sec])
+        hold = med([ssum(r["sess"], "bucket_hold_ms") for r in sec])
+        close = med([ssum(r["sess"], "close_wait_ms") for r in sec])
+        dur = med([ssum(r["sess"], "duration_ms") for r in sec])
+        cpu = med([r["fig"]["cpu"] for r in sec])
+        say(
+            f"| {label} | {ncmd} | {cell('plain_warm')} | {cell('local_warm')} | {cell('warm_tier')} | "
+            f"{cell('second')} | {percmd} | {fs(None if by is None else by / (float(bw) * 1e6))} | "
+            f"{fs(None if hold is None else hold / 1000)} | {fs(None if close is None else close / 1000)} | "
+            f"{fs(None if dur is None else dur / 1000)} | {fs(cpu)} |"
+        )
+    say("")
+    for r in prof:
+        if r["column"] != "trace":
+            continue
+        ts = trace_sessions(os.path.join(r["dir"], "trace.log"))
+        ss = r["sess"]
+        say(
+            f"One traced second runner (`-v=3`, each stderr line stamped on arrival; {fs(r['wall'])} s, per command "
+            f"{' / '.join(fs(x) for x in r.get('cmd_walls', []))} s). Times from the session's start:"
+        )
+        say("")
+        say(
+            "| session | gets | listing done s (took) | downloads | first download s | half downloaded s | "
+            "last download s | session end s | hold s |"
+        )
+        say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for i, t in enumerate(ts):
+            st = ss[i] if i < len(ss) else {}
+            d = t["downloads"]
+            say(
+                f"| {i + 1} | {st.get('gets', '-')} | "
+                f"{fs(t.get('listed_at'))} ({fs(t['listed'])}) | {len(d)} | {fs(d[0] if d else None)} | "
+                f"{fs(d[len(d) // 2] if d else None)} | {fs(d[-1] if d else None)} | {fs(t['end'] - t['start'])} | "
+                f"{fs(st['bucket_hold_ms'] / 1000 if 'bucket_hold_ms' in st else None)} |"
+            )
+        say("")
 
 
 def main():
@@ -327,6 +435,8 @@ def main():
                 f"{r['requests']} | {'-' if f['cpu'] is None else format(f['cpu'], '.2f')} |"
             )
         say("")
+
+    profile_section(say, runs, bw)
 
     say("How it was measured: every runner starts on a new, empty GOCACHE / local tier; wall time from the")
     say("start of its first go command to the end of its last, `sync` before each; sources read once")
