@@ -111,7 +111,8 @@ def chart(meta, by, versions, nets, out):
     colours = {"plain_cold": "#8c8c8c", "first": "#d9822b", "nopf": "#b54a4a", "second": "#4f9d69", "floor": "#3b75af"}
     rel = versions[1:]
     width, left, top, panel_h, gap = 980, 60, 70, 220, 60
-    height = top + len(nets) * (panel_h + gap) + 40
+    waste_h = 110
+    height = top + len(nets) * (panel_h + gap) + len(nets) * (waste_h + gap) + 40
     vals = [r["wall"] for (net, col, v), r in by.items() if col in colours and v in rel]
     vmax = max(vals) if vals else 1.0
     step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200) if vmax / s <= 8)
@@ -157,6 +158,45 @@ def chart(meta, by, versions, nets, out):
                 f'<text x="{gx + gw * 0.4:.1f}" y="{y0 + panel_h + 14}" text-anchor="middle">{escape(v)}</text>'
             )
         o.append(f'<line x1="{left}" y1="{y0 + panel_h}" x2="{left + plot_w}" y2="{y0 + panel_h}" stroke="#444"/>')
+    # Prefetch bytes of the first runners: used and wasted (the waste should not grow).
+    mb = [
+        (r["fig"]["bytes_downloaded"] or 0) / 1e6
+        for (net, col, v), r in by.items()
+        if col == "first" and r.get("fig") and v in rel
+    ]
+    mmax = max(mb + [1.0])
+    mstep = next(x for x in (1, 2, 5, 10, 20, 50, 100, 200, 500) if mmax / x <= 4)
+    mtop = mstep * (int(mmax / mstep) + 1)
+    for p, net in enumerate(nets):
+        y0 = top + len(nets) * (panel_h + gap) + p * (waste_h + gap)
+        plot_w = width - left - 20
+        o.append(
+            f'<text x="{left}" y="{y0 - 6}" font-weight="bold">first runner at {net} ms: MB downloaded '
+            "(dark: prefetched and never used)</text>"
+        )
+        for k in range(0, int(mtop / mstep) + 1):
+            yy = y0 + waste_h - k * mstep / mtop * waste_h
+            o.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{left + plot_w}" y2="{yy:.1f}" stroke="#e4e4e4"/>')
+            o.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="10" fill="#666">{k * mstep:g}</text>')
+        gw = plot_w / max(len(rel), 1)
+        for i, v in enumerate(rel):
+            r = by.get((net, "first", v))
+            if not r or not r.get("fig"):
+                continue
+            down = (r["fig"]["bytes_downloaded"] or 0) / 1e6
+            waste = (r["fig"]["prefetch_wasted_bytes"] or 0) / 1e6
+            x = left + i * gw + gw * 0.3
+            bwid = gw * 0.4
+            h = down / mtop * waste_h
+            hw = min(waste, down) / mtop * waste_h
+            o.append(f'<rect x="{x:.1f}" y="{y0 + waste_h - h:.1f}" width="{bwid:.1f}" height="{h:.1f}" fill="#e8b27a"/>')
+            o.append(f'<rect x="{x:.1f}" y="{y0 + waste_h - h:.1f}" width="{bwid:.1f}" height="{hw:.1f}" fill="#8a4b12"/>')
+            o.append(
+                f'<text x="{x + bwid + 4:.1f}" y="{y0 + waste_h - h + 10:.1f}" font-size="10">{down:.1f} MB, '
+                f"{waste:.1f} wasted</text>"
+            )
+            o.append(f'<text x="{x + bwid / 2:.1f}" y="{y0 + waste_h + 14}" text-anchor="middle">{escape(v)}</text>')
+        o.append(f'<line x1="{left}" y1="{y0 + waste_h}" x2="{left + plot_w}" y2="{y0 + waste_h}" stroke="#444"/>')
     ly = height - 24
     for j, (col, label) in enumerate(COLUMNS):
         lx = 10 + j * 194
