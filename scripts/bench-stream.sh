@@ -296,7 +296,7 @@ fi
 
 # On the last release at the first latency, the bucket holding the whole stream: each
 # repetition runs, in order, plain go warm, the second runner (fresh tier), its tier again
-# with the bucket and local only; the same for `go test -run XXX ./...` alone (one go command
+# with the bucket (as is, without the listing, without prefetch, without both) and local only; the same for `go test -run XXX ./...` alone (one go command
 # instead of two); then one traced second runner (stamped -v=3 log: listing, downloads).
 if [ "$PROFILE_REPS" -gt 0 ]; then
 	build_stamp
@@ -307,6 +307,10 @@ if [ "$PROFILE_REPS" -gt 0 ]; then
 			runner profile "$first_net" "plain_warm" "$v" "$job" "$TIERS/$first_net-$v-plain" plain
 			runner profile "$first_net" "second" "$v" "$job" "$t" bucket "stream-$first_net"
 			runner profile "$first_net" "warm_tier" "$v" "$job" "$t" bucket "stream-$first_net"
+			# The same session without its start-up work, one part at a time.
+			runner profile "$first_net" "warm_nolist" "$v" "$job" "$t" bucket "stream-$first_net" --fast-miss-max-keys 0
+			runner profile "$first_net" "warm_nopf" "$v" "$job" "$t" bucket "stream-$first_net" --no-prefetch
+			runner profile "$first_net" "warm_bare" "$v" "$job" "$t" bucket "stream-$first_net" --no-prefetch --fast-miss-max-keys 0
 			runner profile "$first_net" "local_warm" "$v" "$job" "$t" local
 		done
 	done

@@ -264,10 +264,14 @@ def profile_section(say, runs, bw):
         f"per command s (second runner) | bytes at {bw} MB/s s | hold s | close s | session s | CPU s |"
     )
     say("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    cols = ("plain_warm", "local_warm", "warm_tier", "second", "warm_nolist", "warm_nopf", "warm_bare")
+    parts = []
     for job, label in (("build", "build + test"), ("test", "test only")):
-        rows = {c: [r for r in prof if r["job"] == job and r["column"] == c] for c in ("plain_warm", "local_warm", "warm_tier", "second")}
+        rows = {c: [r for r in prof if r["job"] == job and r["column"] == c] for c in cols}
         if not rows["second"]:
             continue
+        if rows["warm_bare"]:
+            parts.append((label, rows))
 
         def cell(c):
             ws = [r["wall"] for r in rows[c]]
@@ -288,6 +292,32 @@ def profile_section(say, runs, bw):
             f"{fs(None if dur is None else dur / 1000)} | {fs(cpu)} |"
         )
     say("")
+    if parts:
+        say(
+            "The warm tier's session with the bucket, its start-up work taken away one part at a time "
+            "(`--fast-miss-max-keys 0`: no listing; `--no-prefetch`: no manifest read, prefetch or manifest write); "
+            "wall s, median (runs), and the sessions' own duration summed:"
+        )
+        say("")
+        say("| job | local only | bucket, all | no listing | no prefetch | neither |")
+        say("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label, rows in parts:
+
+            def both(c):
+                ws = [r["wall"] for r in rows[c]]
+                ds = [ssum(r["sess"], "duration_ms") for r in rows[c]]
+                d = med(ds)
+                return (
+                    f"{fs(med(ws))} ({' '.join(fs(w) for w in ws)}); session {fs(None if d is None else d / 1000)}"
+                    if ws
+                    else "-"
+                )
+
+            say(
+                f"| {label} | {both('local_warm')} | {both('warm_tier')} | {both('warm_nolist')} | "
+                f"{both('warm_nopf')} | {both('warm_bare')} |"
+            )
+        say("")
     for r in prof:
         if r["column"] != "trace":
             continue
