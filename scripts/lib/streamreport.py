@@ -185,8 +185,8 @@ def chart(meta, by, versions, nets, out):
                 continue
             down = (r["fig"]["bytes_downloaded"] or 0) / 1e6
             waste = (r["fig"]["prefetch_wasted_bytes"] or 0) / 1e6
-            x = left + i * gw + gw * 0.3
-            bwid = gw * 0.4
+            x = left + i * gw + gw * 0.1
+            bwid = gw * 0.35
             h = down / mtop * waste_h
             hw = min(waste, down) / mtop * waste_h
             o.append(f'<rect x="{x:.1f}" y="{y0 + waste_h - h:.1f}" width="{bwid:.1f}" height="{h:.1f}" fill="#e8b27a"/>')
