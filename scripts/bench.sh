@@ -37,6 +37,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/benchrun.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/benchrun.sh"
 
 usage() {
 	sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -98,7 +100,6 @@ fi
 MODULE=${BENCH_MODULE:-github.com/mikefarah/yq/v4@v4.54.3}
 read -r -a LATENCIES <<<"${BENCH_LATENCIES:-20 50}"
 BANDWIDTH_MB=${BENCH_BANDWIDTH_MB:-100}
-GO_TIMEOUT=${BENCH_GO_TIMEOUT:-1800}
 case "$REPS" in '' | *[!0-9]* | 0) die "BENCH_REPS must be a positive number" ;; esac
 for ms in "${LATENCIES[@]}"; do case "$ms" in '' | *[!0-9]*) die "BENCH_LATENCIES: '$ms' is not a number of ms" ;; esac; done
 
@@ -178,57 +179,10 @@ go_env
 
 # ---- the module's source, once per machine ----------------------------------------
 
-SRC_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/gocacheprog-s3/bench-src"
-MODCACHE=$SRC_CACHE/gomodcache
 MOD_SRC=
-
-# mod_env: the environment of every go command on the module: its own module cache,
-# offline, go.sum as shipped.
-mod_env() { export GOMODCACHE="$MODCACHE" GOFLAGS=-mod=readonly GOPROXY=off GOSUMDB=off; }
-
-# prepare_module: sets MOD_SRC, a writable copy of $MODULE's source whose dependencies
-# are all in $MODCACHE. Only the first run on a machine uses the network (the Go module
-# proxy; no checksum database: the module's own go.sum is the reference).
-prepare_module() {
-	local path=${MODULE%@*} version=${MODULE##*@} dir tmp empty
-	{ [ "$path" != "$MODULE" ] && [ -n "$version" ]; } || die "BENCH_MODULE must be module@version, not '$MODULE'"
-	MOD_SRC="$SRC_CACHE/$path@$version"
-	case "$MOD_SRC" in *[[:space:]]*) die "module source path has spaces ($MOD_SRC)" ;; esac
-	if [ "$(cat "$MOD_SRC/.bench-ready" 2>/dev/null || true)" = "$MODULE" ]; then
-		note "module $MODULE: source in $MOD_SRC"
-	else
-		note "module $MODULE: fetching its source and dependencies (once per machine) into $SRC_CACHE"
-		mkdir -p "$MODCACHE" "$WORK_DIR/empty"
-		empty="$WORK_DIR/empty"
-		dir=$(cd "$empty" && GOMODCACHE="$MODCACHE" GOFLAGS='' GOPROXY=https://proxy.golang.org GOSUMDB=off \
-			"$GO_BIN" mod download -json "$MODULE" | python3 -c 'import json, sys; d = json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error", "no Dir")))') ||
-			die "go mod download $MODULE failed"
-		tmp="$MOD_SRC.tmp"
-		chmod -R u+w "$tmp" 2>/dev/null || true
-		rm -rf "$tmp" "$MOD_SRC"
-		mkdir -p "$(dirname "$MOD_SRC")"
-		cp -R "$dir" "$tmp"
-		chmod -R u+w "$tmp"
-		(cd "$tmp" && GOMODCACHE="$MODCACHE" GOFLAGS=-mod=readonly GOPROXY=https://proxy.golang.org GOSUMDB=off \
-			"$GO_BIN" mod download) >&2 || die "go mod download (dependencies of $MODULE) failed"
-		mv "$tmp" "$MOD_SRC"
-		printf '%s\n' "$MODULE" >"$MOD_SRC/.bench-ready"
-	fi
-	# go's module index does not cache directories modified in the last little while.
-	find "$MOD_SRC" -exec touch -h -d '2 hours ago' {} +
-	# Everything the timed builds need must be there without the network.
-	if ! (cd "$MOD_SRC" && mod_env && "$GO_BIN" list -deps -test "${MOD_PKGS[@]}" >/dev/null 2>"$WORK_DIR/mod-list.err"); then
-		tail -n 5 "$WORK_DIR/mod-list.err" >&2
-		if grep -q 'requires go' "$WORK_DIR/mod-list.err"; then
-			die "module $MODULE needs a newer go than $GO_BIN (above); BENCH_MODULE=none skips it"
-		fi
-		die "module $MODULE does not resolve offline in $MOD_SRC (above; remove that directory to fetch it again)"
-	fi
-}
-
 WORKLOADS=(std)
 if [ "$MODULE" != none ]; then
-	prepare_module
+	prepare_module "$MODULE" "${MOD_PKGS[@]}"
 	WORKLOADS+=(mod)
 fi
 
@@ -278,31 +232,6 @@ declare -A WL_SHORT=([std]="go build ${STD_PKGS[*]}" [mod]="${MODULE#github.com/
 [ "${MOD_PKGS[*]}" = "./..." ] || WL_SHORT[mod]="${WL_SHORT[mod]} (a subset)"
 declare -A WL_CMDS=([std]=1 [mod]=2)
 
-# wrapper RUN_DIR: a GOCACHEPROG wrapper that runs the binary under /usr/bin/time (one
-# "%M %U %S" line per session appended to RUN_DIR/time.txt) with a stats file per session.
-wrapper() {
-	local w="$1/wrap.sh"
-	cat >"$w" <<-EOF
-		#!/bin/sh
-		exec /usr/bin/time -a -o $1/time.txt -f '%M %U %S' $BIN --stats-file $1/stats-\$\$.json "\$@"
-	EOF
-	chmod +x "$w"
-	printf '%s' "$w"
-}
-
-# go_cmd LOG TIER PROG ARGS...: one go command (GOCACHEPROG=PROG unless PROG is empty),
-# bounded by $GO_TIMEOUT.
-go_cmd() {
-	local log=$1 tier=$2 prog=$3
-	shift 3
-	printf '+ go %s\n' "$*" >>"$log"
-	if [ -n "$prog" ]; then
-		GOCACHE="$tier" GOCACHEPROG="$prog" timeout --foreground -k 10 "$GO_TIMEOUT" "$GO_BIN" "$@" >>"$log" 2>&1
-	else
-		GOCACHE="$tier" timeout --foreground -k 10 "$GO_TIMEOUT" "$GO_BIN" "$@" >>"$log" 2>&1
-	fi
-}
-
 # workload WL LOG TIER PROG: the workload's go commands.
 workload() {
 	case "$1" in
@@ -312,15 +241,7 @@ workload() {
 	esac
 }
 
-# elapsed_ms START: seconds since START with 3 decimals (a warm std build is ~0.2 s).
-elapsed_ms() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
-
 TIERS=$WORK_DIR/tiers
-fresh_dir() {
-	chmod -R u+w "$1" 2>/dev/null || true
-	rm -rf "$1"
-	mkdir -p "$1"
-}
 
 # run_scenario WL SC REP: one timed run; appends a line to $RESULTS.
 run_scenario() {
@@ -369,20 +290,12 @@ run_scenario() {
 warm_sources() {
 	case "$1" in
 	std) warm_os_cache "${STD_PKGS[@]}" ;;
-	mod)
-		(cd "$MOD_SRC" && mod_env && GOCACHE="$WORK_DIR/list-cache" "$GO_BIN" list -deps -test -f '{{.Dir}}' "${MOD_PKGS[@]}") |
-			sort -u | while read -r d; do
-			[ -z "$d" ] || find "$d" -maxdepth 1 -type f -exec cat {} + >/dev/null 2>&1 || true
-		done
-		;;
+	mod) warm_module_sources "$MOD_SRC" "${MOD_PKGS[@]}" ;;
 	esac
 }
 
 GO_VERSION=$(GOTOOLCHAIN=local "$GO_BIN" env GOVERSION)
-COMMIT=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$REPO_ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-	COMMIT="$COMMIT+dirty"
-fi
+COMMIT=$(binary_commit)
 note "$GO_VERSION, $(nproc) cores, binary $BIN ($COMMIT)"
 note "workloads: ${WORKLOADS[*]}; $REPS repetition(s) of ${#SCENARIOS[@]} scenarios; work dir $WORK_DIR"
 for wl in "${WORKLOADS[@]}"; do warm_sources "$wl"; done

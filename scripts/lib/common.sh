@@ -189,12 +189,13 @@ build_proxy() {
 
 # proxy_start DELAY_MS BANDWIDTH_MB: faultproxy ($PROXY_BIN) from 127.0.0.1:<free port>
 # to Garage ($S3_PORT) adding DELAY_MS per round trip and capping each direction at
-# BANDWIDTH_MB MB/s; sets PROXY_PORT.
+# BANDWIDTH_MB MB/s; sets PROXY_PORT and PROXY_STATS (its counters, for proxy_requests).
 proxy_start() {
 	local ms=$1 mbps=$2 out="$WORK_DIR/proxy-$1.out" err="$WORK_DIR/proxy-$1.err" pid i
 	: >"$out"
+	PROXY_STATS="$WORK_DIR/proxy-$1.stats"
 	"$PROXY_BIN" --upstream "$S3_PORT" --listen 0 --delay-ms "$ms" --bandwidth-mbps "$mbps" \
-		--parent-pid $$ --max-seconds 14400 </dev/null >"$out" 2>"$err" &
+		--parent-pid $$ --max-seconds 14400 --stats-file "$PROXY_STATS" </dev/null >"$out" 2>"$err" &
 	pid=$!
 	track_pid "$pid"
 	PROXY_PORT=
@@ -206,6 +207,10 @@ proxy_start() {
 	done
 	[ -n "$PROXY_PORT" ] || die "proxy ($ms ms) did not start: $(cat "$err")"
 }
+
+# proxy_requests STATS_FILE: the requests the proxy has forwarded so far (it rewrites the
+# file within 100 ms of a change: wait that long after a run before reading).
+proxy_requests() { awk '{ for (i = 1; i < NF; i++) if ($i == "requests") { print $(i + 1); exit } }' "$1" 2>/dev/null || echo 0; }
 
 # ---- go builds --------------------------------------------------------------
 

@@ -2114,14 +2114,16 @@ fn upstream_body(stop: &AtomicBool, s: &mut TcpStream, n: u64) -> bool {
 
 const USAGE: &str = "\
 usage: faultproxy --upstream PORT [--listen PORT] [--delay-ms N] [--bandwidth-mbps M]
-                  [--parent-pid PID] [--max-seconds S] [--seed N]
+                  [--parent-pid PID] [--max-seconds S] [--seed N] [--stats-file PATH]
        faultproxy selftest [--connections N] [--seconds S] [--size BYTES]
                   [--small-size BYTES] [--cap-mbps M] [--delay-ms N]
 
 An HTTP/1.1 proxy on 127.0.0.1 that adds a simulated round trip (--delay-ms) and a
 bandwidth cap (--bandwidth-mbps, 10^6 bytes per second per direction, shared by all
 connections). Prints \"ready <port>\" once it listens; runs until killed, until
---parent-pid is gone, or for --max-seconds (default 7200).
+--parent-pid is gone, or for --max-seconds (default 7200). --stats-file: its counters
+as one line \"connections N requests N bytes_to_upstream N bytes_to_client N\", rewritten
+(atomically) within 100 ms of a change, so a benchmark can take the requests of one run.
 
 selftest measures the proxy's own ceiling (no cap; no delay unless --delay-ms) against
 an in-process upstream: bytes/s with --size responses, requests/s with --small-size
@@ -2189,6 +2191,7 @@ pub fn cli_main() -> ExitCode {
 /// Err(""): print the usage.
 fn serve(mut args: Args) -> Result<(), String> {
     let (mut upstream, mut listen, mut parent, mut max_seconds) = (None, 0u16, None, 7200.0);
+    let mut stats_file: Option<std::path::PathBuf> = None;
     let mut config = ProxyConfig::default();
     while let Some((name, value)) = args.next()? {
         match name.as_str() {
@@ -2203,6 +2206,7 @@ fn serve(mut args: Args) -> Result<(), String> {
             "parent-pid" => parent = Some(num::<u32>(&name, &value)?).filter(|p| *p != 0),
             "max-seconds" => max_seconds = non_negative(&name, &value)?,
             "seed" => config.seed = num(&name, &value)?,
+            "stats-file" => stats_file = Some(value.into()),
             _ => return Err(format!("unknown option --{name}")),
         }
     }
@@ -2212,13 +2216,29 @@ fn serve(mut args: Args) -> Result<(), String> {
     let _ = writeln!(stdout, "ready {}", proxy.port());
     let _ = stdout.flush();
     let deadline = Instant::now() + Duration::from_secs_f64(max_seconds.min(1e9));
+    let mut written = String::new();
     loop {
+        if let Some(path) = &stats_file {
+            let s = proxy.stats();
+            let line = format!(
+                "connections {} requests {} bytes_to_upstream {} bytes_to_client {}\n",
+                s.connections, s.requests, s.bytes_to_upstream, s.bytes_to_client
+            );
+            if line != written {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, &line)
+                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .map_err(|e| format!("cannot write --stats-file {}: {e}", path.display()))?;
+                written = line;
+            }
+        }
         let now = Instant::now();
         if now >= deadline {
             eprintln!("faultproxy: --max-seconds reached, exiting");
             break;
         }
-        thread::sleep((deadline - now).min(Duration::from_secs(1)));
+        let tick = if stats_file.is_some() { Duration::from_millis(100) } else { Duration::from_secs(1) };
+        thread::sleep((deadline - now).min(tick));
         if parent.is_some_and(|pid| !process_alive(pid)) {
             break;
         }
