@@ -34,7 +34,7 @@ pub enum Command {
 pub struct Incoming {
     pub id: i64,
     pub body_size: u64,
-    pub command: Result<Command, String>,
+    pub(crate) command: Result<Command, String>,
 }
 
 /// The stream can no longer be followed; the program must stop.
@@ -312,14 +312,14 @@ fn id_field(value: &Value, name: &str) -> Result<Id, String> {
 /// A response to one request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Response {
-    pub id: i64,
-    pub err: Option<String>,
-    pub miss: bool,
-    pub output_id: Option<Id>,
-    pub size: Option<u64>,
+    pub(crate) id: i64,
+    pub(crate) err: Option<String>,
+    pub(crate) miss: bool,
+    pub(crate) output_id: Option<Id>,
+    pub(crate) size: Option<u64>,
     /// Unix nanoseconds of the original put.
     pub time_nanos: Option<i64>,
-    pub disk_path: Option<String>,
+    pub(crate) disk_path: Option<String>,
 }
 
 impl Response {

@@ -9,11 +9,11 @@ use std::ffi::OsString;
 /// What the command line said.
 #[derive(Debug)]
 pub struct Raw {
-    pub command: Command,
-    pub values: Vec<(&'static str, String)>,
-    pub switches: Vec<&'static str>,
-    pub verbosity: Option<u8>,
-    pub positional: Vec<String>,
+    pub(crate) command: Command,
+    pub(crate) values: Vec<(&'static str, String)>,
+    pub(crate) switches: Vec<&'static str>,
+    pub(crate) verbosity: Option<u8>,
+    pub(crate) positional: Vec<String>,
 }
 
 impl Raw {
@@ -22,7 +22,7 @@ impl Raw {
         self.values.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
-    pub fn has(&self, switch: &str) -> bool {
+    pub(crate) fn has(&self, switch: &str) -> bool {
         self.switches.contains(&switch)
     }
 }
@@ -147,7 +147,7 @@ fn verbosity(current: Option<u8>, v: &str) -> Result<u8, ConfigError> {
     }
 }
 
-pub fn parse_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),
         "0" | "false" | "no" | "off" | "" => Some(false),
@@ -155,7 +155,7 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-pub fn bool_error(what: &str, v: &str) -> ConfigError {
+pub(crate) fn bool_error(what: &str, v: &str) -> ConfigError {
     ConfigError(format!("{what}: expected true/false (1/0, yes/no), got {v:?}"))
 }
 

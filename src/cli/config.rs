@@ -49,8 +49,8 @@ pub struct Config<R = Option<RemoteConfig>> {
     pub cache_dir: PathBuf,
     /// 0 quiet, 1 summary at exit, 2 per-request remote events and debugging, 3 everything.
     pub verbosity: u8,
-    pub stats_file: Option<PathBuf>,
-    pub metrics_csv: Option<PathBuf>,
+    pub(crate) stats_file: Option<PathBuf>,
+    pub(crate) metrics_csv: Option<PathBuf>,
     /// `--stats-dir`: each session's record goes there; `report` reads it.
     pub stats_dir: Option<PathBuf>,
     /// The positional paths of the commands that take paths (`report`'s files).
@@ -58,7 +58,7 @@ pub struct Config<R = Option<RemoteConfig>> {
     /// Where messages go instead of stderr (main sets it up before parsing: see
     /// [`crate::cli::log_file`]).
     pub log_file: Option<PathBuf>,
-    pub remote: R,
+    pub(crate) remote: R,
     /// `serve` only: why the bucket named is not used (a setting the host lends that
     /// cannot be used), naming the setting and the file.
     pub remote_off: Option<String>,

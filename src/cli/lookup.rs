@@ -15,9 +15,9 @@ use std::time::Duration;
 /// variable, a profile, or `default`), for `-vv` and `check`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
-    pub name: &'static str,
-    pub value: String,
-    pub source: String,
+    pub(crate) name: &'static str,
+    pub(crate) value: String,
+    pub(crate) source: String,
 }
 
 /// Looks options up in the command line and the environment, and notes every value it

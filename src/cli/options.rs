@@ -72,7 +72,7 @@ impl Command {
         COMMANDS.iter().find(|(_, name, ..)| *name == word).map(|(c, ..)| *c)
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         COMMANDS.iter().find(|(c, ..)| *c == self).map_or("serve", |(_, name, ..)| name)
     }
 
@@ -108,15 +108,15 @@ pub enum Fallback {
 pub struct Opt {
     /// The long name (`--name`); its variable is `GOCACHEPROG_S3_<NAME>`.
     pub name: &'static str,
-    pub short: Option<char>,
+    pub(crate) short: Option<char>,
     /// Other spellings accepted (the original Go program's).
     pub aliases: &'static [&'static str],
     /// What the value looks like in the help (`DIR`, `N`); `None` for a switch.
     pub value: Option<&'static str>,
     /// Variables read after `GOCACHEPROG_S3_<NAME>`, in order (the AWS tools' names).
     pub also_env: &'static [&'static str],
-    pub default: Fallback,
-    pub help: &'static str,
+    pub(crate) default: Fallback,
+    pub(crate) help: &'static str,
     /// Empty: every command takes it (the other commands run with the cache's own
     /// options); else only these.
     pub only: &'static [Command],
@@ -128,7 +128,7 @@ impl Opt {
         env_name(self.name)
     }
 
-    pub fn applies_to(&self, command: Command) -> bool {
+    pub(crate) fn applies_to(&self, command: Command) -> bool {
         self.only.is_empty() || self.only.contains(&command)
     }
 

@@ -17,12 +17,12 @@ use std::time::Duration;
 /// Everything about the bucket.
 #[derive(Debug, Clone)]
 pub struct RemoteConfig {
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// Key prefix without a trailing slash (may be empty).
     pub prefix: String,
-    pub region: String,
-    pub endpoint: Endpoint,
-    pub addressing: Addressing,
+    pub(crate) region: String,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) addressing: Addressing,
     /// The shared files' profile (`--profile`, `AWS_PROFILE`), for the credential chain.
     pub profile: Option<String>,
     /// Unsigned requests (`--no-sign-request`): a public-read bucket.
@@ -33,18 +33,18 @@ pub struct RemoteConfig {
     pub proxy: Option<String>,
     /// Server-side encryption headers of uploads.
     pub upload_headers: Vec<(String, String)>,
-    pub workers: usize,
-    pub queue_len: usize,
-    pub read_only: bool,
+    pub(crate) workers: usize,
+    pub(crate) queue_len: usize,
+    pub(crate) read_only: bool,
     /// Bound on one S3 request (uploads, background downloads).
     pub timeout: Duration,
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Bound on each read or write of a request: a store that stops moving bytes.
     pub stall_timeout: Duration,
     /// Bound on everything one get from go waits for the bucket, retries included.
     pub get_timeout: Duration,
-    pub close_timeout: Duration,
-    pub max_failures: u32,
+    pub(crate) close_timeout: Duration,
+    pub(crate) max_failures: u32,
     /// How long a bucket switched off by failures waits before one request tries it again.
     pub probe_interval: Duration,
     /// The largest object a download accepts.
@@ -53,8 +53,8 @@ pub struct RemoteConfig {
     pub prefetch: bool,
     /// Overrides the build key that names the manifest.
     pub prefetch_key: Option<String>,
-    pub prefetch_workers: usize,
-    pub prefetch_max_bytes: u64,
+    pub(crate) prefetch_workers: usize,
+    pub(crate) prefetch_max_bytes: u64,
     /// List the bucket for fast misses when it holds at most this many outputs (0: never).
     pub fast_miss_max_keys: usize,
     /// The form outputs are uploaded in.

@@ -87,8 +87,8 @@ pub fn run(config: &Config) -> ExitCode {
 /// What [`stamp`] did.
 #[derive(Debug, Default)]
 pub struct Report {
-    pub files: usize,
-    pub folders: usize,
+    pub(crate) files: usize,
+    pub(crate) folders: usize,
     /// Symbolic links, sockets, pipes, devices.
     pub left_alone: usize,
     /// Paths that could not be read or stamped, and why.

@@ -87,9 +87,9 @@ const STALE_TEMP: Duration = Duration::from_secs(86_400);
 /// A failure of the local disk, naming the file involved.
 #[derive(Debug)]
 pub struct LocalError {
-    pub action: &'static str,
-    pub path: PathBuf,
-    pub source: io::Error,
+    pub(crate) action: &'static str,
+    pub(crate) path: PathBuf,
+    pub(crate) source: io::Error,
 }
 
 impl fmt::Display for LocalError {
@@ -111,7 +111,7 @@ fn fail<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> L
 /// A found entry: what go needs for a hit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
-    pub entry: Entry,
+    pub(crate) entry: Entry,
     /// Absolute path of the output file.
     pub path: PathBuf,
 }

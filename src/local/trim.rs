@@ -31,13 +31,13 @@ pub struct Policy {
 /// What a trim found and did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
-    pub removed_files: u64,
-    pub removed_bytes: u64,
-    pub kept_files: u64,
-    pub kept_bytes: u64,
+    pub(crate) removed_files: u64,
+    pub(crate) removed_bytes: u64,
+    pub(crate) kept_files: u64,
+    pub(crate) kept_bytes: u64,
     /// Files that could not be removed (another user's, a read-only disk), with the first error.
     pub failed: u64,
-    pub first_error: Option<String>,
+    pub(crate) first_error: Option<String>,
 }
 
 /// Whether a trim is due: `trim.txt` is missing, unreadable, or a day old (or from the

@@ -16,7 +16,7 @@ pub enum Addressing {
 /// A parsed `http(s)://host[:port][/prefix]` endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    pub https: bool,
+    pub(crate) https: bool,
     /// Host name or address (IPv6 in brackets), lower-cased.
     pub host: String,
     /// Port, only when it is not the scheme's default.
@@ -28,9 +28,9 @@ pub struct Endpoint {
 /// The URL to send, the `Host` header value, and the canonical (signed) path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub url: String,
-    pub host: String,
-    pub path: String,
+    pub(crate) url: String,
+    pub(crate) host: String,
+    pub(crate) path: String,
 }
 
 impl Endpoint {

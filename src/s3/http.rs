@@ -9,10 +9,10 @@ use std::time::Duration;
 /// One request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
-    pub method: String,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub(crate) method: String,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
     /// Bound on the whole exchange.
     pub timeout: Duration,
 }
@@ -39,10 +39,10 @@ impl HttpRequest {
 /// One answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpResponse {
-    pub status: u16,
+    pub(crate) status: u16,
     /// Names lower-cased.
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl HttpResponse {

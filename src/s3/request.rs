@@ -49,13 +49,13 @@ impl Payload<'_> {
 /// One S3 request, as an operation describes it.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    pub method: &'static str,
+    pub(crate) method: &'static str,
     /// The object's key; empty for the bucket itself.
     pub key: &'a str,
-    pub query: &'a [(&'a str, &'a str)],
+    pub(crate) query: &'a [(&'a str, &'a str)],
     /// Headers sent and signed, beside `host`, `x-amz-date` and `x-amz-content-sha256`.
     pub headers: &'a [(&'a str, &'a str)],
-    pub payload: Payload<'a>,
+    pub(crate) payload: Payload<'a>,
     /// How errors name the request: `GET <key>`, `LIST <prefix>`, ...
     pub op: &'a str,
 }

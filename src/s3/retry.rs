@@ -17,8 +17,8 @@ pub const ATTEMPTS: u32 = 3;
 /// attempt adds [`REFUND`]. So a store that keeps failing is not hammered with retries,
 /// while one that fails now and then is retried without end.
 pub const BUDGET: u32 = 500;
-pub const RETRY_COST: u32 = 5;
-pub const REFUND: u32 = 1;
+pub(crate) const RETRY_COST: u32 = 5;
+pub(crate) const REFUND: u32 = 1;
 
 /// Jittered exponential backoff before retry `n` (1-based): uniform in
 /// [0, min(100 ms · 2^(n-1), 2 s)].

@@ -68,18 +68,18 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// `authorization`: the signer owns them and ignores any passed here.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a [(&'a str, &'a str)],
-    pub headers: &'a [(&'a str, &'a str)],
-    pub payload_hash: &'a str,
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: &'a [(&'a str, &'a str)],
+    pub(crate) headers: &'a [(&'a str, &'a str)],
+    pub(crate) payload_hash: &'a str,
 }
 
 /// Where a signature is valid.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
-    pub region: &'a str,
-    pub service: &'a str,
+    pub(crate) region: &'a str,
+    pub(crate) service: &'a str,
 }
 
 /// Canonical header block plus the matching `SignedHeaders` list.
@@ -179,9 +179,9 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 /// Result of header signing. `headers` are the headers the caller must ADD to the request (lower-case names): `x-amz-date`, `x-amz-security-token` when the credentials carry a token, and `authorization`. The signer signs x-amz-date and the token itself (add them to the signed set). The intermediate strings are kept for debugging SignatureDoesNotMatch errors.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HeaderSignature {
-    pub headers: Vec<(&'static str, String)>,
-    pub canonical_request: String,
-    pub string_to_sign: String,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) canonical_request: String,
+    pub(crate) string_to_sign: String,
 }
 
 impl HeaderSignature {

@@ -81,12 +81,12 @@ fn walk(xml: &str, visit: &mut dyn FnMut(Node)) -> Result<(), XmlError> {
 pub struct ErrorDoc {
     pub code: Option<String>,
     pub message: Option<String>,
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     /// The bucket's real region (wrong-region errors).
     pub region: Option<String>,
     /// The server's view of what should have been signed (SignatureDoesNotMatch).
     pub string_to_sign: Option<String>,
-    pub canonical_request: Option<String>,
+    pub(crate) canonical_request: Option<String>,
     /// Set by the client when it has fixed what this answer refused (it learned the
     /// store's clock, or fetched fresh credentials after `ExpiredToken`): the request is
     /// worth signing again, once.
@@ -135,9 +135,9 @@ pub fn parse_error(xml: &str) -> ErrorDoc {
 /// The credentials of an STS answer (`AssumeRole`, `AssumeRoleWithWebIdentity`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StsCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: String,
+    pub(crate) access_key_id: String,
+    pub(crate) secret_access_key: String,
+    pub(crate) session_token: String,
     /// As sent (ISO 8601).
     pub expiration: String,
 }
@@ -180,7 +180,7 @@ pub fn parse_sts(xml: &str) -> Result<StsCredentials, String> {
 pub struct ListedObject {
     pub key: String,
     pub size: u64,
-    pub last_modified: String,
+    pub(crate) last_modified: String,
 }
 
 impl ListedObject {
@@ -270,9 +270,9 @@ pub fn delete_request<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
 /// One key a DeleteObjects answer says it could not delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteFailure {
-    pub key: String,
-    pub code: String,
-    pub message: String,
+    pub(crate) key: String,
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 /// Parses a `<DeleteResult>`: the keys it names under `<Error>` (a quiet request's answer

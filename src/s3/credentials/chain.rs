@@ -45,8 +45,8 @@ pub enum Source {
 /// when it finds nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
-    pub source: Option<Source>,
-    pub tried: Vec<String>,
+    pub(crate) source: Option<Source>,
+    pub(crate) tried: Vec<String>,
 }
 
 impl Source {

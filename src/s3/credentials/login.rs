@@ -21,10 +21,10 @@ use std::time::{Duration, SystemTime};
 /// A profile's console session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Login {
-    pub profile: String,
+    pub(crate) profile: String,
     /// The `login_session` ARN.
     pub session: String,
-    pub cache_file: PathBuf,
+    pub(crate) cache_file: PathBuf,
     /// Sign-In's base URL.
     pub signin: String,
 }

@@ -44,8 +44,8 @@ impl fmt::Debug for Credentials {
 /// Credentials as a source issued them: with an expiry for temporary ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
-    pub credentials: Credentials,
-    pub expires: Option<SystemTime>,
+    pub(crate) credentials: Credentials,
+    pub(crate) expires: Option<SystemTime>,
 }
 
 /// Runs a `credential_process` command (already split into words) within a time bound;
@@ -62,14 +62,14 @@ pub type WriteFile = dyn Fn(&Path, &[u8]) -> std::io::Result<()> + Send + Sync;
 /// the clock. All injected, so the recorded exchanges replay in tests.
 #[derive(Clone)]
 pub struct Context {
-    pub env: Arc<HashMap<String, String>>,
+    pub(crate) env: Arc<HashMap<String, String>>,
     /// Reads a file (`/` is the real root in production, a fixture directory in tests).
     pub read_file: Arc<ReadFile>,
     /// Rewrites a token cache the way the SDKs do (the SSO token after a refresh).
     pub write_file: Arc<WriteFile>,
-    pub http: Arc<dyn Http>,
-    pub run_process: Arc<RunProcess>,
-    pub now: fn() -> SystemTime,
+    pub(crate) http: Arc<dyn Http>,
+    pub(crate) run_process: Arc<RunProcess>,
+    pub(crate) now: fn() -> SystemTime,
     /// `--profile`, when given.
     pub profile: Option<String>,
 }

@@ -34,11 +34,11 @@ use std::time::{Duration, SystemTime};
 /// A profile's SSO role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sso {
-    pub account_id: String,
-    pub role_name: String,
+    pub(crate) account_id: String,
+    pub(crate) role_name: String,
     /// The portal's base URL.
     pub portal: String,
-    pub login: TokenSource,
+    pub(crate) login: TokenSource,
 }
 
 /// The properties that make a profile an SSO profile.

@@ -23,7 +23,7 @@ pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a profile's SSO login is cached and how it is refreshed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenSource {
+pub(crate) struct TokenSource {
     /// The profile that names the login (for `aws sso login --profile`).
     pub profile: String,
     /// The sso-session's name; `None` for a legacy profile.
@@ -37,7 +37,7 @@ pub struct TokenSource {
 }
 
 /// An access token to present to the portal.
-pub struct Token {
+pub(crate) struct Token {
     pub access_token: String,
     pub expires: SystemTime,
 }
@@ -50,7 +50,7 @@ impl fmt::Debug for Token {
 
 /// What `check` says about a login: when its token expires and whether it can be refreshed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
+pub(crate) struct Status {
     pub expires: SystemTime,
     /// Until when the token can be refreshed (the client registration's expiry), or why not.
     pub refreshable: Result<SystemTime, String>,
@@ -163,7 +163,7 @@ impl Cached {
 
 impl TokenSource {
     /// For messages: `sso-session corp` or `start URL https://...`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match &self.session {
             Some(session) => format!("sso-session {session}"),
             None => format!("start URL {}", self.start_url),
@@ -171,7 +171,7 @@ impl TokenSource {
     }
 
     /// What the user runs to log in again.
-    pub fn advice(&self) -> String {
+    pub(crate) fn advice(&self) -> String {
         format!("run `aws sso login --profile {}`", self.profile)
     }
 
@@ -194,7 +194,7 @@ impl TokenSource {
     }
 
     /// The cached token's expiry and whether it can be refreshed (no network).
-    pub fn status(&self, ctx: &Context) -> Result<Status, String> {
+    pub(crate) fn status(&self, ctx: &Context) -> Result<Status, String> {
         let cached = self.load(ctx)?;
         let refreshable = match &self.session {
             None => Err("a legacy profile (sso_start_url in the profile): no SDK refreshes its login".into()),
@@ -206,7 +206,7 @@ impl TokenSource {
     /// A valid access token: the cached one, refreshed first when it expires within
     /// [`REFRESH_BEFORE`] and can be refreshed. An expired one that cannot be refreshed is
     /// an error that says to log in again.
-    pub fn token(&self, ctx: &Context) -> Result<Token, String> {
+    pub(crate) fn token(&self, ctx: &Context) -> Result<Token, String> {
         let now = (ctx.now)();
         let cached = self.load(ctx)?;
         let expired_at = format!("the SSO login ({}) expired at {}", self.label(), utc_seconds(cached.expires));
