@@ -37,7 +37,7 @@ const PROBE_LOST_AFTER: Duration = Duration::from_secs(30);
 
 /// Which side of the bucket an outcome is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     Reads,
     Writes,
 }
@@ -91,7 +91,7 @@ impl Health {
 
     /// Whether `direction` is switched off. While it is, once per probe interval one
     /// caller is told "on": its request is the probe (for reads, the watcher's).
-    pub fn is_off(&self, direction: Direction) -> bool {
+    pub(crate) fn is_off(&self, direction: Direction) -> bool {
         let breaker = self.breaker(direction);
         if !breaker.off.load(Ordering::Relaxed) {
             return false;
@@ -110,12 +110,12 @@ impl Health {
 
     /// Whether `direction` is switched off, granting no probe: for work that must not be
     /// the probe (retries, background jobs).
-    pub fn is_switched_off(&self, direction: Direction) -> bool {
+    pub(crate) fn is_switched_off(&self, direction: Direction) -> bool {
         self.breaker(direction).off.load(Ordering::Relaxed)
     }
 
     /// Records a success of `direction` (a probe's success switches it back on).
-    pub fn success(&self, direction: Direction) {
+    pub(crate) fn success(&self, direction: Direction) {
         let breaker = self.breaker(direction);
         breaker.consecutive.store(0, Ordering::Relaxed);
         if breaker.off.swap(false, Ordering::Relaxed) {
@@ -129,7 +129,7 @@ impl Health {
     }
 
     /// Records a failed request of `direction`.
-    pub fn failure(&self, direction: Direction, error: &S3Error, stats: &Stats) {
+    pub(crate) fn failure(&self, direction: Direction, error: &S3Error, stats: &Stats) {
         if is_neutral(error) {
             return;
         }
@@ -181,7 +181,7 @@ impl Health {
 
     /// The store answered none of the requests of `direction` in flight for `quiet`:
     /// switches that side off at once, to be probed after `probe_after` (then doubling).
-    pub fn stalled(&self, direction: Direction, quiet: Duration, probe_after: Duration, stats: &Stats) {
+    pub(crate) fn stalled(&self, direction: Direction, quiet: Duration, probe_after: Duration, stats: &Stats) {
         let first_probe = probe_after.min(self.probe_interval);
         if !self.switch_off(direction, Some(first_probe)) {
             return;

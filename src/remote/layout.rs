@@ -94,7 +94,7 @@ pub fn metadata(action: &Id, entry: &Entry) -> [(&'static str, String); 3] {
 
 /// What one object of the bucket turned out to be.
 #[derive(Debug)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     /// A verified output, in a temporary file of the local tier.
     Hit {
         entry: Entry,
@@ -132,7 +132,7 @@ pub fn check_metadata(action: &Id, form: Form, info: &ObjectInfo) -> Result<Id, 
 /// Checks a downloaded body against its metadata: only a body whose SHA-256 is its
 /// `outputid`, under the key of the action its metadata allows (see [`check_metadata`]),
 /// is a hit. `len` is the output's length (decoded, for the compressed form).
-pub fn verify(action: &Id, form: Form, info: &ObjectInfo, digest: Id, len: u64, temp: TempFile) -> Fetched {
+pub(crate) fn verify(action: &Id, form: Form, info: &ObjectInfo, digest: Id, len: u64, temp: TempFile) -> Fetched {
     let output_id = match check_metadata(action, form, info) {
         Ok(id) => id,
         Err(why) => return Fetched::Bad { why, bytes: len },

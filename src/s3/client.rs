@@ -98,7 +98,7 @@ pub enum Upload<'a> {
 }
 
 /// Whether a retry of a request on one side of the bucket may start.
-pub type RetryGate = Box<dyn Fn(Access) -> bool + Send + Sync>;
+pub(crate) type RetryGate = Box<dyn Fn(Access) -> bool + Send + Sync>;
 
 /// A client for one bucket; cheap to share between threads.
 pub struct Client {
@@ -162,7 +162,7 @@ impl Client {
 
     /// From now on, a retry of a request on a side `gate` calls closed does not start (set
     /// once; later calls are ignored).
-    pub fn set_retry_gate(&self, gate: RetryGate) {
+    pub(crate) fn set_retry_gate(&self, gate: RetryGate) {
         let _ = self.gate.set(gate);
     }
 

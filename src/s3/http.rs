@@ -58,7 +58,7 @@ impl HttpResponse {
 }
 
 /// Sends requests. `Err` is a transport failure (no answer); any status is an `Ok`.
-pub trait Http: Send + Sync {
+pub(crate) trait Http: Send + Sync {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String>;
 }
 

@@ -20,14 +20,14 @@ use ureq::{Body, SendBody};
 
 /// Which side of the bucket a request is on: the remote tier keeps a breaker for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     Read,
     Write,
 }
 
 /// What a request sends as its body.
 #[derive(Debug, Clone, Copy)]
-pub enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     /// No body at all (GET, HEAD, DELETE).
     None,
     /// These bytes, whose hex SHA-256 is `sha256`.
@@ -62,7 +62,7 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     /// The side of the bucket the request is on.
-    pub fn access(&self) -> Access {
+    pub(crate) fn access(&self) -> Access {
         match self.method {
             "GET" | "HEAD" => Access::Read,
             _ => Access::Write,

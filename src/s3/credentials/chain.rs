@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 /// Where credentials come from, once resolved (fetched again on each refresh).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// Keys as they are; `origin` names where they were found.
     Static { credentials: Credentials, origin: String },
     /// A `credential_process` command of a profile.
@@ -51,7 +51,7 @@ pub struct Resolved {
 
 impl Source {
     /// Fetches credentials from this source.
-    pub fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
+    pub(crate) fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
         match self {
             Source::Static { credentials, .. } => Ok(Issued { credentials: credentials.clone(), expires: None }),
             Source::Process { command, .. } => process::fetch(ctx, command),
@@ -68,7 +68,7 @@ impl Source {
     }
 
     /// For messages: where the credentials come from.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Source::Static { origin, .. } => origin.clone(),
             Source::Process { profile, .. } => format!("credential_process of profile {profile}"),
@@ -82,12 +82,12 @@ impl Source {
     }
 
     /// Whether this is the chain's last resort, which not answering makes "none".
-    pub fn is_fallback(&self) -> bool {
+    pub(crate) fn is_fallback(&self) -> bool {
         matches!(self, Source::Instance(e) if e.fallback)
     }
 
     /// The SSO role at the root of this source, if there is one.
-    pub fn sso(&self) -> Option<&sso::Sso> {
+    pub(crate) fn sso(&self) -> Option<&sso::Sso> {
         match self {
             Source::Sso(role) => Some(role),
             Source::AssumeRole { source, .. } => source.sso(),

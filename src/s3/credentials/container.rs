@@ -15,7 +15,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the credentials are served, and how to prove who asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub url: String,
     token_file: Option<PathBuf>,
     token: Option<String>,
@@ -23,7 +23,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// The endpoint the environment names (`Ok(None)`: none), or why it may not be used.
-    pub fn from_env(ctx: &Context) -> Result<Option<Endpoint>, String> {
+    pub(crate) fn from_env(ctx: &Context) -> Result<Option<Endpoint>, String> {
         let url = if let Some(relative) = ctx.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
             format!("http://169.254.170.2{relative}")
         } else if let Some(full) = ctx.var("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
@@ -40,7 +40,7 @@ impl Endpoint {
     }
 
     /// Asks the endpoint.
-    pub fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
+    pub(crate) fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
         let mut request = HttpRequest::new("GET", &self.url, TIMEOUT).header("accept", "application/json");
         let token = match &self.token_file {
             Some(file) => Some(

@@ -12,7 +12,7 @@ pub(super) const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The metadata service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub base: String,
     /// Reached as the chain's last resort (not answering then means "no credentials").
     pub fallback: bool,
@@ -20,7 +20,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// The service, unless disabled.
-    pub fn from_env(ctx: &Context, fallback: bool) -> Option<Endpoint> {
+    pub(crate) fn from_env(ctx: &Context, fallback: bool) -> Option<Endpoint> {
         if ctx.var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return None;
         }
@@ -29,7 +29,7 @@ impl Endpoint {
     }
 
     /// Token, role, credentials.
-    pub fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
+    pub(crate) fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
         let token_request = HttpRequest::new("PUT", &format!("{}/latest/api/token", self.base), TIMEOUT)
             .header("x-aws-ec2-metadata-token-ttl-seconds", "21600");
         let token = ctx.http.send(&token_request).map_err(|e| format!("no answer from {}: {e}", self.base))?;

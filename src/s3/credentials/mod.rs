@@ -14,7 +14,8 @@ pub mod sso;
 mod sso_token;
 mod sts;
 
-pub use chain::{resolve, Resolved, Source};
+pub(crate) use chain::Source;
+pub use chain::{resolve, Resolved};
 
 use super::http::Http;
 use std::collections::HashMap;

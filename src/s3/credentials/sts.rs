@@ -16,7 +16,7 @@ const STS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A role to take with a web identity token from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebIdentity {
+pub(crate) struct WebIdentity {
     pub role_arn: String,
     pub session_name: String,
     pub token_file: PathBuf,
@@ -26,7 +26,7 @@ pub struct WebIdentity {
 
 /// A role to take with other credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssumeRole {
+pub(crate) struct AssumeRole {
     pub role_arn: String,
     pub session_name: String,
     pub external_id: Option<String>,
@@ -41,7 +41,7 @@ pub(super) fn default_session_name() -> String {
 
 impl WebIdentity {
     /// From the environment's (or a profile's) settings.
-    pub fn new(
+    pub(crate) fn new(
         ctx: &Context,
         role_arn: String,
         session_name: Option<String>,
@@ -58,7 +58,7 @@ impl WebIdentity {
     }
 
     /// Reads the token (again: it rotates) and asks STS for the role's credentials.
-    pub fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
+    pub(crate) fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
         let token = ctx
             .text(&self.token_file)
             .map(|t| t.trim().to_string())
@@ -81,7 +81,7 @@ impl WebIdentity {
 
 impl AssumeRole {
     /// Asks STS for the role's credentials, signing with `with`.
-    pub fn fetch(&self, ctx: &Context, with: &Credentials) -> Result<Issued, String> {
+    pub(crate) fn fetch(&self, ctx: &Context, with: &Credentials) -> Result<Issued, String> {
         let mut fields = vec![
             ("Action", "AssumeRole"),
             ("Version", "2011-06-15"),
