@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 /// A request from go, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Get { action: Id },
     Put { action: Id, output: Id, body_size: u64 },
     Close,
