@@ -22,9 +22,17 @@ const DECODE: [u8; 256] = {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     /// A byte outside the standard alphabet, at this offset of the encoded text.
-    InvalidByte { offset: u64, byte: u8 },
+    InvalidByte {
+        /// Position in the encoded text, from 0.
+        offset: u64,
+        /// The byte found there.
+        byte: u8,
+    },
     /// Padding in the wrong place, or data after padding.
-    BadPadding { offset: u64 },
+    BadPadding {
+        /// Position of the offending byte in the encoded text, from 0.
+        offset: u64,
+    },
     /// The text ended in the middle of a 4-character group.
     Truncated,
 }

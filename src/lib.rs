@@ -10,6 +10,8 @@
 #![forbid(unsafe_code)]
 // What is not reachable from outside says so (`pub(crate)`), so a newcomer sees the boundary.
 #![warn(unreachable_pub)]
+// What stays public says what it is: `cargo doc` is a newcomer's map of the boundary.
+#![warn(missing_docs)]
 
 #[macro_use]
 pub mod log;

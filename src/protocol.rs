@@ -32,7 +32,9 @@ pub(crate) enum Command {
 /// the command or why the request cannot be served (answered with `Err`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
+    /// go's `ID`, echoed in the response.
     pub id: i64,
+    /// `BodySize`: the bytes of the put body on the next line (0: none follows).
     pub body_size: u64,
     pub(crate) command: Result<Command, String>,
 }
@@ -40,28 +42,37 @@ pub struct Incoming {
 /// The stream can no longer be followed; the program must stop.
 #[derive(Debug)]
 pub enum StreamError {
+    /// Reading stdin failed.
     Io(io::Error),
     /// A request line that is not a JSON object (with the line number and a prefix).
     NotJson {
+        /// The request line's number in the stream, from 1.
         line: u64,
+        /// The start of the line, for the message.
         text: String,
     },
     /// A request without a usable `ID`: it cannot be answered.
     NoId {
+        /// The request line's number in the stream, from 1.
         line: u64,
+        /// The start of the line, for the message.
         text: String,
     },
     /// A put body that is not a JSON string.
     BodyNotString {
+        /// The request's `ID`.
         id: i64,
+        /// The start of what came instead.
         found: String,
     },
     /// Input ended in the middle of a put body.
     BodyEof {
+        /// The request's `ID`.
         id: i64,
     },
     /// A request line longer than [`MAX_LINE`] (go's are a few hundred bytes).
     LineTooLong {
+        /// The request line's number in the stream, from 1.
         line: u64,
     },
 }

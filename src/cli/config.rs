@@ -16,14 +16,20 @@ use std::time::Duration;
 /// configuration refused.
 #[derive(Debug)]
 pub enum Run {
+    /// Answer go on stdin/stdout (the default command); the bucket is optional.
     Serve(Config),
+    /// Probe the bucket once and diagnose what fails.
     Check(Config<RemoteConfig>),
+    /// Trim the local tier.
     Trim(Config),
-    /// `unused_for`: delete what no build used for this long.
+    /// Delete from the bucket what no build used for a while.
     Prune {
+        /// The bucket to prune.
         config: Config<RemoteConfig>,
+        /// Delete what no build used for this long (`--unused-for`).
         unused_for: Duration,
     },
+    /// Report what the bucket's prefix and the local tier hold.
     Usage(Config<RemoteConfig>),
     /// Its stats: `config.stats_dir`, `config.paths` or both.
     Report(Config),

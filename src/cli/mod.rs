@@ -32,6 +32,7 @@ pub enum Action {
     Run(Box<Run>),
     /// Print the help of a command.
     Help(Command),
+    /// Print the program's name and version.
     Version,
 }
 

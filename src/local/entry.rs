@@ -8,7 +8,9 @@ use std::fmt;
 /// What an action ID maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
+    /// The output (file `<hex>-d`) the action produced.
     pub output_id: Id,
+    /// The output's length in bytes.
     pub size: u64,
     /// Time of the original put, nanoseconds since the Unix epoch.
     pub time_nanos: i64,
@@ -20,8 +22,11 @@ pub const LINE_LEN: usize = 2 + 1 + 64 + 1 + 64 + 1 + 20 + 1 + 20 + 1;
 /// Why an entry file was not usable (it is then treated as a miss).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryError {
+    /// The file has this many bytes instead of [`LINE_LEN`].
     Length(usize),
+    /// The line is not `v1 <action> <output> <size> <time>`: which part is wrong.
     Format(&'static str),
+    /// A valid line for another action ID (a misplaced or copied file).
     OtherAction,
 }
 

@@ -34,8 +34,11 @@ pub const REFRESH_SECS: u64 = 3600;
 /// One output a build used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ManifestEntry {
+    /// The action ID go asked for.
     pub action: Id,
+    /// The output ID it mapped to.
     pub output: Id,
+    /// The output's length in bytes.
     pub size: u64,
     /// Unix seconds of the last session that used it.
     pub used: u64,
@@ -44,6 +47,7 @@ pub struct ManifestEntry {
 /// A working set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
+    /// In the order the most recent sessions first used them: a prefetch follows it.
     pub entries: Vec<ManifestEntry>,
 }
 

@@ -24,15 +24,20 @@ use ureq::Body;
 /// How to reach one bucket.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    /// The store's base URL.
     pub endpoint: Endpoint,
+    /// Whether the bucket goes in the host name or the path.
     pub addressing: Addressing,
+    /// The bucket's name.
     pub bucket: String,
+    /// The region requests are signed for (corrected if the store names another).
     pub region: String,
     /// `None` sends unsigned requests (`--no-sign-request`); a source that finds no
     /// credentials does too.
     pub credentials: Option<Arc<CredentialSource>>,
     /// Bound on a whole request, body included, unless the call's [`Bounds`] say otherwise.
     pub timeout: Duration,
+    /// Bound on opening a connection (TCP and TLS).
     pub connect_timeout: Duration,
     /// Bound on each read and write: a store that stops sending (or taking) bytes for
     /// this long fails the request, whatever time is left.
@@ -74,6 +79,7 @@ pub struct ObjectInfo {
     pub size: Option<u64>,
     /// `x-amz-meta-*` values, names lower-cased without the prefix.
     pub metadata: Vec<(String, String)>,
+    /// `Last-Modified`: the upload, or the last refresh (a copy onto itself).
     pub last_modified: Option<SystemTime>,
     /// The `ETag`, as sent (quotes included), to make a later copy conditional on it.
     pub etag: Option<String>,
@@ -89,10 +95,13 @@ impl ObjectInfo {
 /// What an upload sends.
 #[derive(Debug, Clone, Copy)]
 pub enum Upload<'a> {
+    /// These bytes.
     Bytes(&'a [u8]),
     /// The first `size` bytes of a file (read anew for each attempt).
     File {
+        /// The file to send.
         path: &'a Path,
+        /// How many of its bytes; a shorter file fails the upload.
         size: u64,
     },
 }

@@ -9,23 +9,69 @@ use std::io;
 #[derive(Debug)]
 pub enum S3Error {
     /// No HTTP response: connection refused or reset, DNS, TLS, timeout.
-    Transport { op: String, timeout: bool, message: String },
+    Transport {
+        /// The request, as errors name it: `GET <key>`, `LIST <prefix>`, ...
+        op: String,
+        /// It timed out (deadline, stall or connect bound) rather than being refused or reset.
+        timeout: bool,
+        /// The transport's own words.
+        message: String,
+    },
     /// The store answered with a non-success status.
-    Status { op: String, status: u16, doc: Box<ErrorDoc> },
+    Status {
+        /// The request, as errors name it: `GET <key>`, `LIST <prefix>`, ...
+        op: String,
+        /// The HTTP status.
+        status: u16,
+        /// The store's `<Error>` document (empty fields when it sent none).
+        doc: Box<ErrorDoc>,
+    },
     /// The response body broke off or was not what it said.
-    Body { op: String, source: io::Error },
+    Body {
+        /// The request, as errors name it: `GET <key>`, `LIST <prefix>`, ...
+        op: String,
+        /// What reading the body met.
+        source: io::Error,
+    },
     /// The store (or something between) answered with bytes that are not valid HTTP: a
     /// `Content-Length` that is not a number or two that disagree, broken chunked framing,
     /// endless headers. Trying again will not help; the store was reached.
-    Malformed { op: String, message: String },
+    Malformed {
+        /// The request, as errors name it: `GET <key>`, `LIST <prefix>`, ...
+        op: String,
+        /// What was wrong with the bytes.
+        message: String,
+    },
     /// Writing the downloaded body locally failed (not the store's fault).
-    Sink { op: String, source: io::Error },
+    Sink {
+        /// The request, as errors name it: `GET <key>`, `LIST <prefix>`, ...
+        op: String,
+        /// The local file's error (also opening an upload's file).
+        source: io::Error,
+    },
     /// The request could not even be built (an invalid header or URL).
-    Request { op: String, message: String },
+    Request {
+        /// The request, as errors name it: `GET <key>`, `LIST <prefix>`, ...
+        op: String,
+        /// What could not be built, and why.
+        message: String,
+    },
     /// The object is larger than the caller accepts (`size` is what was announced or read).
-    Oversized { op: String, size: u64, limit: u64 },
+    Oversized {
+        /// The request, as errors name it: `GET <key>`, `LIST <prefix>`, ...
+        op: String,
+        /// Bytes announced (`Content-Length`) or received so far.
+        size: u64,
+        /// The caller's bound ([`Bounds::max_body`](super::client::Bounds::max_body)).
+        limit: u64,
+    },
     /// No credentials could be had from a source that is configured (what failed, and why).
-    Credentials { op: String, message: String },
+    Credentials {
+        /// The request, as errors name it: `GET <key>`, `LIST <prefix>`, ...
+        op: String,
+        /// Which source failed, and why.
+        message: String,
+    },
 }
 
 /// What a store's error code means, from one table (`CODES`): whether trying again can

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 pub const ATTEMPTS: u32 = 3;
 
 /// The client-wide retry budget (the SDKs' standard mode): a retry costs
-/// [`RETRY_COST`] tokens, given back if the request then succeeds; a success at the first
-/// attempt adds [`REFUND`]. So a store that keeps failing is not hammered with retries,
+/// `RETRY_COST` tokens, given back if the request then succeeds; a success at the first
+/// attempt adds `REFUND`. So a store that keeps failing is not hammered with retries,
 /// while one that fails now and then is retried without end.
 pub const BUDGET: u32 = 500;
 pub(crate) const RETRY_COST: u32 = 5;

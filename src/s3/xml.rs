@@ -79,7 +79,9 @@ fn walk(xml: &str, visit: &mut dyn FnMut(Node)) -> Result<(), XmlError> {
 /// The fields of an S3 `<Error>` document that matter to us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorDoc {
+    /// `<Code>`, such as `NoSuchBucket`: what [`Refusal`](super::error::Refusal) classifies.
     pub code: Option<String>,
+    /// `<Message>`: the store's explanation.
     pub message: Option<String>,
     pub(crate) request_id: Option<String>,
     /// The bucket's real region (wrong-region errors).
@@ -178,7 +180,9 @@ pub fn parse_sts(xml: &str) -> Result<StsCredentials, String> {
 /// One object of a listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListedObject {
+    /// The full object key.
     pub key: String,
+    /// The object's length in bytes (as stored, compressed or not).
     pub size: u64,
     pub(crate) last_modified: String,
 }
@@ -194,6 +198,7 @@ impl ListedObject {
 /// One page of ListObjectsV2.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListPage {
+    /// The objects of this page, in key order.
     pub objects: Vec<ListedObject>,
     /// Present when more pages follow.
     pub next_token: Option<String>,

@@ -27,8 +27,11 @@ use std::time::{Duration, SystemTime};
 /// An access key pair, optionally with a session token. `Debug` never prints secrets.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The access key ID (`AKIA...`, `ASIA...` for temporary keys); not secret.
     pub access_key_id: String,
+    /// The secret that signs requests.
     pub secret_access_key: String,
+    /// Temporary credentials' token, sent as `x-amz-security-token`.
     pub session_token: Option<String>,
 }
 
