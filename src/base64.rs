@@ -1,6 +1,6 @@
 //! Standard padded base64 (RFC 4648 §4): the encoding cmd/go uses for IDs and put bodies.
 //!
-//! Bodies can be tens of megabytes, so decoding is incremental: [`Decoder`] takes the
+//! Bodies can be tens of megabytes, so decoding is incremental: `Decoder` takes the
 //! encoded text in arbitrary chunks and hands decoded bytes to a sink as it goes.
 
 use std::fmt;
@@ -86,7 +86,7 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>, DecodeError> {
 
 /// Incremental decoder: feed text with [`Decoder::push`], then call [`Decoder::finish`].
 #[derive(Debug, Default)]
-pub struct Decoder {
+pub(crate) struct Decoder {
     group: [u8; 4],
     filled: usize,
     padding: usize,
@@ -96,12 +96,12 @@ pub struct Decoder {
 
 impl Decoder {
     /// A decoder at the start of a text.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Decodes `input`, passing decoded bytes to `sink` in order (in slices of any size).
-    pub fn push(&mut self, mut input: &[u8], sink: &mut dyn FnMut(&[u8])) -> Result<(), DecodeError> {
+    pub(crate) fn push(&mut self, mut input: &[u8], sink: &mut dyn FnMut(&[u8])) -> Result<(), DecodeError> {
         let mut out = [0u8; 3 * 1024];
         let mut out_len = 0;
         loop {
@@ -182,7 +182,7 @@ impl Decoder {
     }
 
     /// Checks that the text ended on a group boundary.
-    pub fn finish(&self) -> Result<(), DecodeError> {
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         if self.filled == 0 {
             Ok(())
         } else {

@@ -17,7 +17,7 @@ pub struct Civil {
 
 impl Civil {
     /// Splits nanoseconds since the Unix epoch (negative allowed) into calendar fields.
-    pub fn from_unix_nanos(nanos: i64) -> Civil {
+    pub(crate) fn from_unix_nanos(nanos: i64) -> Civil {
         let secs = nanos.div_euclid(1_000_000_000);
         let sub = nanos.rem_euclid(1_000_000_000) as u32;
         let days = secs.div_euclid(86_400);
@@ -56,7 +56,7 @@ impl Civil {
     }
 
     /// The SigV4 `x-amz-date` form, `20150830T123600Z`.
-    pub fn amz_date(&self) -> String {
+    pub(crate) fn amz_date(&self) -> String {
         format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
             self.year, self.month, self.day, self.hour, self.minute, self.second
@@ -65,7 +65,7 @@ impl Civil {
 }
 
 /// Nanoseconds since the Unix epoch, saturating far outside ±292 years.
-pub fn unix_nanos(time: SystemTime) -> i64 {
+pub(crate) fn unix_nanos(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
@@ -73,7 +73,7 @@ pub fn unix_nanos(time: SystemTime) -> i64 {
 }
 
 /// The inverse of [`unix_nanos`].
-pub fn from_unix_nanos(nanos: i64) -> SystemTime {
+pub(crate) fn from_unix_nanos(nanos: i64) -> SystemTime {
     if nanos >= 0 {
         UNIX_EPOCH + Duration::from_nanos(nanos as u64)
     } else {

@@ -13,19 +13,19 @@ impl Id {
     }
 
     /// Parses 64 hex digits (either case).
-    pub fn from_hex(text: &str) -> Option<Id> {
+    pub(crate) fn from_hex(text: &str) -> Option<Id> {
         let mut out = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut out).ok()?;
         Some(Id(out))
     }
 
     /// Takes exactly 32 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<Id> {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Id> {
         Some(Id(bytes.try_into().ok()?))
     }
 
     /// Padded standard base64, the form cmd/go reads.
-    pub fn base64(&self) -> String {
+    pub(crate) fn base64(&self) -> String {
         crate::base64::encode(&self.0)
     }
 }

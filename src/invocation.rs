@@ -17,15 +17,15 @@ use std::path::{Path, PathBuf};
 pub(crate) struct Invocation {
     /// The go subcommand (`build`, `test`, ...), when the parent is a go command whose
     /// command line could be read.
-    pub subcommand: Option<String>,
+    pub(crate) subcommand: Option<String>,
     /// Whether the subcommand's arguments include `-export` (`go list -export` builds).
-    pub export: bool,
+    pub(crate) export: bool,
     /// The main module's path, when a `go.mod` was found.
-    pub module: Option<String>,
-    pub go_version: Option<String>,
-    pub goos: Option<String>,
-    pub goarch: Option<String>,
-    pub cgo: bool,
+    pub(crate) module: Option<String>,
+    pub(crate) go_version: Option<String>,
+    pub(crate) goos: Option<String>,
+    pub(crate) goarch: Option<String>,
+    pub(crate) cgo: bool,
 }
 
 impl Invocation {

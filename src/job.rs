@@ -14,14 +14,14 @@ use std::time::{Duration, SystemTime};
 
 /// What a session's record says beside its counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Context {
+pub(crate) struct Context {
     /// The go subcommand that started the session (`build`, `test`...), when known.
-    pub go: Option<String>,
+    pub(crate) go: Option<String>,
     /// The bucket, `None` for a local-only session.
-    pub bucket: Option<String>,
-    pub read_only: bool,
+    pub(crate) bucket: Option<String>,
+    pub(crate) read_only: bool,
     /// The session's level-0 messages (what it had to tell the user).
-    pub notices: Vec<String>,
+    pub(crate) notices: Vec<String>,
 }
 
 /// Writes the session's record into `dir` (created if missing) as
@@ -57,18 +57,18 @@ pub(crate) fn record(dir: &Path, stats: &Stats, context: &Context) -> io::Result
 
 /// One session as read back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Session {
+pub(crate) struct Session {
     /// Where it came from: a file, or a file and CSV row.
-    pub source: String,
-    pub context: Context,
+    pub(crate) source: String,
+    pub(crate) context: Context,
     /// Whether the record said which bucket (a CSV row or an old stats file does not).
-    pub knows_bucket: bool,
-    pub counters: BTreeMap<String, u64>,
+    pub(crate) knows_bucket: bool,
+    pub(crate) counters: BTreeMap<String, u64>,
 }
 
 impl Session {
     /// A counter (0 when the record does not have it).
-    pub fn get(&self, name: &str) -> u64 {
+    pub(crate) fn get(&self, name: &str) -> u64 {
         self.counters.get(name).copied().unwrap_or(0)
     }
 }
@@ -164,24 +164,24 @@ const PEAKS: &[&str] = &["temp_bytes_peak", "manifest_entries"];
 
 /// A job's sessions summed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub sessions: usize,
+pub(crate) struct Totals {
+    pub(crate) sessions: usize,
     /// Each go subcommand and how many sessions it started, in order of first appearance
     /// (`?` for a session that did not say).
-    pub commands: Vec<(String, usize)>,
-    pub counters: BTreeMap<String, u64>,
+    pub(crate) commands: Vec<(String, usize)>,
+    pub(crate) counters: BTreeMap<String, u64>,
     /// Sessions without a bucket (local only), among those whose record says.
-    pub local_only: usize,
-    pub read_only: usize,
+    pub(crate) local_only: usize,
+    pub(crate) read_only: usize,
     /// Sessions in which the bucket (or one side of it) was switched off.
-    pub switched_off: usize,
+    pub(crate) switched_off: usize,
     /// Distinct notices, each with the go subcommands of the sessions that gave it.
-    pub notices: Vec<(String, Vec<String>)>,
+    pub(crate) notices: Vec<(String, Vec<String>)>,
 }
 
 impl Totals {
     /// Sums `sessions`.
-    pub fn of(sessions: &[Session]) -> Totals {
+    pub(crate) fn of(sessions: &[Session]) -> Totals {
         let mut t = Totals { sessions: sessions.len(), ..Totals::default() };
         for s in sessions {
             let go = s.context.go.clone().unwrap_or_else(|| "?".into());
@@ -209,7 +209,7 @@ impl Totals {
     }
 
     /// A summed counter (0 when no session had it).
-    pub fn get(&self, name: &str) -> u64 {
+    pub(crate) fn get(&self, name: &str) -> u64 {
         self.counters.get(name).copied().unwrap_or(0)
     }
 }

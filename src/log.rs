@@ -4,7 +4,7 @@
 //! Level 0 is always shown: it is for what the user must know (a setting that cannot
 //! work, the bucket switched off, a local disk failure). Level 1 adds the exit summary,
 //! 2 per-object remote events, 3 everything. No message ever contains a secret. The
-//! session keeps its first level-0 messages ([`notices`]) for the job report.
+//! session keeps its first level-0 messages (`notices`) for the job report.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -61,13 +61,13 @@ pub fn to_file(path: &Path) {
 }
 
 /// Whether lines go to a log file rather than stderr.
-pub fn to_a_file() -> bool {
+pub(crate) fn to_a_file() -> bool {
     FILE.get().is_some()
 }
 
 /// Whether a progress count may be drawn on stderr: a person is watching it, and no log
 /// file asked for an empty stderr.
-pub fn progress_on_stderr() -> bool {
+pub(crate) fn progress_on_stderr() -> bool {
     use std::io::IsTerminal;
     !to_a_file() && io::stderr().is_terminal()
 }
@@ -95,12 +95,12 @@ pub fn emit(level: u8, message: std::fmt::Arguments) {
 }
 
 /// The process's first level-0 messages (at most 10, repeats left out).
-pub fn notices() -> Vec<String> {
+pub(crate) fn notices() -> Vec<String> {
     NOTICES.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// `url` without the `user:password@` it may carry (proxy URLs do), fit for a log line.
-pub fn without_userinfo(url: &str) -> String {
+pub(crate) fn without_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
         _ => url.to_string(),

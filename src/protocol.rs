@@ -70,7 +70,7 @@ pub enum StreamError {
         /// The request's `ID`.
         id: i64,
     },
-    /// A request line longer than [`MAX_LINE`] (go's are a few hundred bytes).
+    /// A request line longer than `MAX_LINE` (go's are a few hundred bytes).
     LineTooLong {
         /// The request line's number in the stream, from 1.
         line: u64,
@@ -79,7 +79,7 @@ pub enum StreamError {
 
 /// The longest request line accepted. go's requests are under 300 bytes; bodies come on
 /// their own lines and are streamed, so this bounds memory without limiting bodies.
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 impl fmt::Display for StreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -322,30 +322,30 @@ fn id_field(value: &Value, name: &str) -> Result<Id, String> {
 
 /// A response to one request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Response {
+pub(crate) struct Response {
     pub(crate) id: i64,
     pub(crate) err: Option<String>,
     pub(crate) miss: bool,
     pub(crate) output_id: Option<Id>,
     pub(crate) size: Option<u64>,
     /// Unix nanoseconds of the original put.
-    pub time_nanos: Option<i64>,
+    pub(crate) time_nanos: Option<i64>,
     pub(crate) disk_path: Option<String>,
 }
 
 impl Response {
     /// A get miss.
-    pub fn miss(id: i64) -> Self {
+    pub(crate) fn miss(id: i64) -> Self {
         Response { id, miss: true, ..Default::default() }
     }
 
     /// A failed request.
-    pub fn error(id: i64, message: impl Into<String>) -> Self {
+    pub(crate) fn error(id: i64, message: impl Into<String>) -> Self {
         Response { id, err: Some(message.into()), ..Default::default() }
     }
 
     /// A get hit.
-    pub fn hit(id: i64, output_id: Id, size: u64, time_nanos: i64, path: &Path) -> Self {
+    pub(crate) fn hit(id: i64, output_id: Id, size: u64, time_nanos: i64, path: &Path) -> Self {
         Response {
             id,
             output_id: Some(output_id),
@@ -357,12 +357,12 @@ impl Response {
     }
 
     /// A stored put.
-    pub fn stored(id: i64, path: &Path) -> Self {
+    pub(crate) fn stored(id: i64, path: &Path) -> Self {
         Response { id, disk_path: Some(path.to_string_lossy().into_owned()), ..Default::default() }
     }
 
     /// One JSON line, newline included.
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         let mut out = format!("{{\"ID\":{}", self.id);
         if let Some(err) = &self.err {
             out.push_str(",\"Err\":");
@@ -392,7 +392,7 @@ impl Response {
 }
 
 /// The handshake line announcing which commands this program serves.
-pub fn handshake_line(commands: &[&str]) -> String {
+pub(crate) fn handshake_line(commands: &[&str]) -> String {
     let list: Vec<String> = commands.iter().map(|c| format!("\"{c}\"")).collect();
     format!("{{\"ID\":0,\"KnownCommands\":[{}]}}\n", list.join(","))
 }
@@ -401,19 +401,19 @@ pub fn handshake_line(commands: &[&str]) -> String {
 ///
 /// Once go has stopped reading (EPIPE), further responses are dropped silently: go is gone
 /// and nobody is left to tell.
-pub struct Responder {
+pub(crate) struct Responder {
     out: Mutex<Box<dyn Write + Send>>,
     broken: AtomicBool,
 }
 
 impl Responder {
     /// Wraps go's stdout.
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
+    pub(crate) fn new(out: Box<dyn Write + Send>) -> Self {
         Responder { out: Mutex::new(out), broken: AtomicBool::new(false) }
     }
 
     /// Writes and flushes one line.
-    pub fn send_line(&self, line: &str) {
+    pub(crate) fn send_line(&self, line: &str) {
         if self.broken.load(Ordering::Relaxed) {
             return;
         }
@@ -427,12 +427,13 @@ impl Responder {
     }
 
     /// Writes one response.
-    pub fn send(&self, response: &Response) {
+    pub(crate) fn send(&self, response: &Response) {
         self.send_line(&response.to_line());
     }
 
     /// Whether go has stopped reading our responses.
-    pub fn is_broken(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
     }
 }

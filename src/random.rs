@@ -15,7 +15,7 @@ impl Rng {
     }
 
     /// A generator seeded differently on every call, in every process.
-    pub fn fresh() -> Rng {
+    pub(crate) fn fresh() -> Rng {
         Rng::seeded(nonce())
     }
 
@@ -30,14 +30,14 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 /// A value that differs between calls and between processes started at the same moment
 /// with the same PID (containers).
-pub fn nonce() -> u64 {
+pub(crate) fn nonce() -> u64 {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let calls = CALLS.fetch_add(1, Ordering::Relaxed);

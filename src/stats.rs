@@ -10,19 +10,19 @@ macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
         /// Session counters; all monotonic, updated lock-free from any thread.
         #[derive(Debug)]
-        pub struct Stats {
+        pub(crate) struct Stats {
             started: Instant,
             $( $(#[$doc])* pub $name: AtomicU64, )*
         }
 
         impl Stats {
             /// All counters at zero, the clock started now.
-            pub fn new() -> Self {
+            pub(crate) fn new() -> Self {
                 Stats { started: Instant::now(), $( $name: AtomicU64::new(0), )* }
             }
 
             /// Every counter by name, in declaration order, plus `duration_ms`.
-            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+            pub(crate) fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![
                     $( (stringify!($name), self.$name.load(Ordering::Relaxed)), )*
                     ("duration_ms", self.started.elapsed().as_millis() as u64),
@@ -132,18 +132,18 @@ pub(crate) fn inc(counter: &AtomicU64) {
 
 impl Stats {
     /// The snapshot as one JSON object.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let fields: Vec<String> = self.snapshot().iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!("{{{}}}\n", fields.join(","))
     }
 
     /// Writes the JSON object to `path` (replacing it).
-    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+    pub(crate) fn write_json(&self, path: &Path) -> std::io::Result<()> {
         std::fs::write(path, self.to_json())
     }
 
     /// Appends one CSV row to `path`, with a header row when the file is new.
-    pub fn append_csv(&self, path: &Path) -> std::io::Result<()> {
+    pub(crate) fn append_csv(&self, path: &Path) -> std::io::Result<()> {
         let snap = self.snapshot();
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         if file.metadata()?.len() == 0 {
@@ -157,7 +157,7 @@ impl Stats {
     /// The session's summary for stderr (`-v`): a short table of where gets were
     /// answered from, what moved each way, how long gets waited on the bucket, and what
     /// was skipped and why.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let snapshot = self.snapshot();
         let get = |name: &str| snapshot.iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v);
         let secs = |ms: u64| format!("{:.1}s", ms as f64 / 1000.0);

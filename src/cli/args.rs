@@ -8,7 +8,7 @@ use std::ffi::OsString;
 
 /// What the command line said.
 #[derive(Debug)]
-pub struct Raw {
+pub(crate) struct Raw {
     pub(crate) command: Command,
     pub(crate) values: Vec<(&'static str, String)>,
     pub(crate) switches: Vec<&'static str>,
@@ -18,7 +18,7 @@ pub struct Raw {
 
 impl Raw {
     /// The last value given for `name`.
-    pub fn value(&self, name: &str) -> Option<&str> {
+    pub(crate) fn value(&self, name: &str) -> Option<&str> {
         self.values.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
@@ -43,7 +43,7 @@ fn normalise(arg: OsString) -> OsString {
 
 /// Parses the arguments (without the program name). The first positional argument that
 /// names a command is the command; the rest is the bucket.
-pub fn parse(args: Vec<OsString>) -> Result<Raw, ConfigError> {
+pub(crate) fn parse(args: Vec<OsString>) -> Result<Raw, ConfigError> {
     let mut raw = Raw {
         command: Command::Serve,
         values: Vec::new(),
@@ -122,7 +122,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Raw, ConfigError> {
 
 /// The last `--log-file` value of the arguments (any spelling the parser takes), read
 /// before anything else so that even a bad option's message goes to the file.
-pub fn log_file(args: &[OsString]) -> Option<String> {
+pub(crate) fn log_file(args: &[OsString]) -> Option<String> {
     let mut found = None;
     let mut args = args.iter().cloned().map(normalise);
     while let Some(arg) = args.next() {

@@ -52,30 +52,30 @@ impl Run {
 #[derive(Debug, Clone)]
 pub struct Config<R = Option<RemoteConfig>> {
     /// Absolute directory of the local tier.
-    pub cache_dir: PathBuf,
+    pub(crate) cache_dir: PathBuf,
     /// 0 quiet, 1 summary at exit, 2 per-request remote events and debugging, 3 everything.
-    pub verbosity: u8,
+    pub(crate) verbosity: u8,
     pub(crate) stats_file: Option<PathBuf>,
     pub(crate) metrics_csv: Option<PathBuf>,
     /// `--stats-dir`: each session's record goes there; `report` reads it.
-    pub stats_dir: Option<PathBuf>,
+    pub(crate) stats_dir: Option<PathBuf>,
     /// The positional paths of the commands that take paths (`report`'s files).
-    pub paths: Vec<PathBuf>,
+    pub(crate) paths: Vec<PathBuf>,
     /// Where messages go instead of stderr (main sets it up before parsing: see
     /// [`crate::cli::log_file`]).
-    pub log_file: Option<PathBuf>,
+    pub(crate) log_file: Option<PathBuf>,
     pub(crate) remote: R,
     /// `serve` only: why the bucket named is not used (a setting the host lends that
     /// cannot be used), naming the setting and the file.
-    pub remote_off: Option<String>,
+    pub(crate) remote_off: Option<String>,
     /// What trimming the local tier removes.
-    pub trim: Policy,
+    pub(crate) trim: Policy,
     /// `trim`, `prune`: report, remove nothing.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// `check`, `usage`, `report`: the report as JSON.
-    pub json: bool,
+    pub(crate) json: bool,
     /// Every setting and where it came from (`-vv`, `check`).
-    pub settings: Vec<Setting>,
+    pub(crate) settings: Vec<Setting>,
 }
 
 impl Config {
@@ -112,7 +112,7 @@ impl Config {
 /// An option is a row of [`super::options::OPTIONS`] and a field filled here (or in
 /// `cli::remote` for the bucket's) by the `Lookup` of its kind: `look.duration`,
 /// `look.size`, `look.number`, `look.switch`, `look.path`, `look.parsed`.
-pub fn build(mut raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Run, ConfigError> {
+pub(crate) fn build(mut raw: Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Run, ConfigError> {
     let command = raw.command;
     let paths = if command.takes_paths() { std::mem::take(&mut raw.positional) } else { Vec::new() };
     let look = Lookup::new(&raw, env);

@@ -146,7 +146,8 @@ fn push_item(out: &mut String, left: &str, text: &str) {
 }
 
 /// The README's options table (Markdown).
-pub fn markdown_table() -> String {
+#[cfg(test)]
+pub(crate) fn markdown_table() -> String {
     let mut out = String::from("| option | variable | default | meaning |\n| --- | --- | --- | --- |\n");
     for o in OPTIONS {
         let mut option = format!("`{}`", spelling(o));

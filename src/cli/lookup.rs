@@ -14,7 +14,7 @@ use std::time::Duration;
 /// One setting as the program uses it, and where its value came from (`--name`, a
 /// variable, a profile, or `default`), for `-vv` and `check`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Setting {
+pub(crate) struct Setting {
     pub(crate) name: &'static str,
     pub(crate) value: String,
     pub(crate) source: String,

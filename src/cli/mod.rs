@@ -18,7 +18,7 @@ mod tls;
 mod units;
 
 pub use config::{Config, Run};
-pub use lookup::Setting;
+pub(crate) use lookup::Setting;
 pub use options::Command;
 pub use remote::RemoteConfig;
 use std::ffi::OsString;

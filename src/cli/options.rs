@@ -21,7 +21,7 @@ pub enum Command {
 }
 
 /// The subcommands: name, what it does, and its usage line.
-pub const COMMANDS: &[(Command, &str, &str, &str)] = &[
+pub(crate) const COMMANDS: &[(Command, &str, &str, &str)] = &[
     (
         Command::Serve,
         "serve",
@@ -68,7 +68,7 @@ pub const COMMANDS: &[(Command, &str, &str, &str)] = &[
 
 impl Command {
     /// The subcommand named `word`.
-    pub fn named(word: &str) -> Option<Command> {
+    pub(crate) fn named(word: &str) -> Option<Command> {
         COMMANDS.iter().find(|(_, name, ..)| *name == word).map(|(c, ..)| *c)
     }
 
@@ -78,7 +78,7 @@ impl Command {
 
     /// What its positional arguments are, and how many it takes at most (the bucket of the
     /// others is one).
-    pub fn positional(self) -> (&'static str, usize) {
+    pub(crate) fn positional(self) -> (&'static str, usize) {
         match self {
             Command::Report => ("stats files", usize::MAX),
             Command::Stamp => ("the directory", 1),
@@ -87,14 +87,14 @@ impl Command {
     }
 
     /// Whether its positional arguments are paths rather than the bucket.
-    pub fn takes_paths(self) -> bool {
+    pub(crate) fn takes_paths(self) -> bool {
         matches!(self, Command::Report | Command::Stamp)
     }
 }
 
 /// An option's default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fallback {
+pub(crate) enum Fallback {
     /// Unset unless given.
     None,
     /// This value, parsed like a given one.
@@ -105,26 +105,27 @@ pub enum Fallback {
 
 /// One option.
 #[derive(Debug)]
-pub struct Opt {
+pub(crate) struct Opt {
     /// The long name (`--name`); its variable is `GOCACHEPROG_S3_<NAME>`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     pub(crate) short: Option<char>,
     /// Other spellings accepted (the original Go program's).
-    pub aliases: &'static [&'static str],
+    pub(crate) aliases: &'static [&'static str],
     /// What the value looks like in the help (`DIR`, `N`); `None` for a switch.
-    pub value: Option<&'static str>,
+    pub(crate) value: Option<&'static str>,
     /// Variables read after `GOCACHEPROG_S3_<NAME>`, in order (the AWS tools' names).
-    pub also_env: &'static [&'static str],
+    pub(crate) also_env: &'static [&'static str],
     pub(crate) default: Fallback,
     pub(crate) help: &'static str,
     /// Empty: every command takes it (the other commands run with the cache's own
     /// options); else only these.
-    pub only: &'static [Command],
+    pub(crate) only: &'static [Command],
 }
 
 impl Opt {
     /// `GOCACHEPROG_S3_<NAME>`.
-    pub fn env_name(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn env_name(&self) -> String {
         env_name(self.name)
     }
 
@@ -133,13 +134,13 @@ impl Opt {
     }
 
     /// Whether it reads a variable (not the ones that choose what to print).
-    pub fn has_env(&self) -> bool {
+    pub(crate) fn has_env(&self) -> bool {
         !matches!(self.name, "help" | "version" | "json" | "dry-run" | "unused-for")
     }
 }
 
 /// `GOCACHEPROG_S3_<NAME>` for an option name.
-pub fn env_name(option: &str) -> String {
+pub(crate) fn env_name(option: &str) -> String {
     format!("GOCACHEPROG_S3_{}", option.to_ascii_uppercase().replace('-', "_"))
 }
 
@@ -150,7 +151,7 @@ const fn opt(name: &'static str, value: Option<&'static str>, default: Fallback,
 use Fallback::{Described, Value};
 
 /// Every option, in the order of `--help`.
-pub const OPTIONS: &[Opt] = &[
+pub(crate) const OPTIONS: &[Opt] = &[
     Opt {
         aliases: &["local-cache-dir"],
         ..opt(
@@ -353,12 +354,12 @@ pub const OPTIONS: &[Opt] = &[
 ];
 
 /// The option called `name` (or one of its aliases).
-pub fn find(name: &str) -> Option<&'static Opt> {
+pub(crate) fn find(name: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.name == name || o.aliases.contains(&name))
 }
 
 /// The option whose short form is `c`.
-pub fn find_short(c: char) -> Option<&'static Opt> {
+pub(crate) fn find_short(c: char) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.short == Some(c))
 }
 

@@ -19,54 +19,54 @@ use std::time::Duration;
 pub struct RemoteConfig {
     pub(crate) bucket: String,
     /// Key prefix without a trailing slash (may be empty).
-    pub prefix: String,
+    pub(crate) prefix: String,
     pub(crate) region: String,
     pub(crate) endpoint: Endpoint,
     pub(crate) addressing: Addressing,
     /// The shared files' profile (`--profile`, `AWS_PROFILE`), for the credential chain.
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Unsigned requests (`--no-sign-request`): a public-read bucket.
-    pub no_sign_request: bool,
+    pub(crate) no_sign_request: bool,
     /// CA certificates (DER) to trust instead of the built-in roots.
-    pub ca_certificates: Option<Vec<Vec<u8>>>,
+    pub(crate) ca_certificates: Option<Vec<Vec<u8>>>,
     /// The HTTP proxy to the store, if the environment names one that applies.
-    pub proxy: Option<String>,
+    pub(crate) proxy: Option<String>,
     /// Server-side encryption headers of uploads.
-    pub upload_headers: Vec<(String, String)>,
+    pub(crate) upload_headers: Vec<(String, String)>,
     pub(crate) workers: usize,
     pub(crate) queue_len: usize,
     pub(crate) read_only: bool,
     /// Bound on one S3 request (uploads, background downloads).
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
     /// Bound on each read or write of a request: a store that stops moving bytes.
-    pub stall_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
     /// Bound on everything one get from go waits for the bucket, retries included.
-    pub get_timeout: Duration,
+    pub(crate) get_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) max_failures: u32,
     /// How long a bucket switched off by failures waits before one request tries it again.
-    pub probe_interval: Duration,
+    pub(crate) probe_interval: Duration,
     /// The largest object a download accepts.
-    pub max_object_size: u64,
+    pub(crate) max_object_size: u64,
     /// Prefetch the working set (and keep its manifest) in building sessions.
-    pub prefetch: bool,
+    pub(crate) prefetch: bool,
     /// Overrides the build key that names the manifest.
-    pub prefetch_key: Option<String>,
+    pub(crate) prefetch_key: Option<String>,
     pub(crate) prefetch_workers: usize,
     pub(crate) prefetch_max_bytes: u64,
     /// List the bucket for fast misses when it holds at most this many outputs (0: never).
-    pub fast_miss_max_keys: usize,
+    pub(crate) fast_miss_max_keys: usize,
     /// The form outputs are uploaded in.
-    pub compression: Form,
+    pub(crate) compression: Form,
     /// A hit on an object older than this rewrites its date (`None`: never).
-    pub refresh_after: Option<Duration>,
+    pub(crate) refresh_after: Option<Duration>,
 }
 
 impl RemoteConfig {
     /// A client for the bucket, signing with the AWS default chain (unsigned with
     /// `--no-sign-request`) and keeping `pool_size` connections open.
-    pub fn client(&self, pool_size: usize) -> Client {
+    pub(crate) fn client(&self, pool_size: usize) -> Client {
         let credentials = (!self.no_sign_request)
             .then(|| CredentialSource::chain(crate::s3::credentials::system(self.profile.clone())));
         Client::new(self.client_config(credentials, pool_size))
@@ -74,7 +74,7 @@ impl RemoteConfig {
 
     /// The S3 client's settings for this bucket, signing with `credentials` (`None`:
     /// unsigned) and keeping `pool_size` connections open.
-    pub fn client_config(&self, credentials: Option<Arc<CredentialSource>>, pool_size: usize) -> ClientConfig {
+    pub(crate) fn client_config(&self, credentials: Option<Arc<CredentialSource>>, pool_size: usize) -> ClientConfig {
         ClientConfig {
             endpoint: self.endpoint.clone(),
             addressing: self.addressing,

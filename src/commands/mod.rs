@@ -9,6 +9,6 @@ pub mod trim;
 pub mod usage;
 
 /// A report on stdout (a reader that stops early, `| head`, is not an error).
-pub fn print(text: &str) {
+pub(crate) fn print(text: &str) {
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
 }

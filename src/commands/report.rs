@@ -25,7 +25,7 @@ pub fn run(config: &Config) -> ExitCode {
 }
 
 /// [`run`] with the step summary file given.
-pub fn run_with(config: &Config, step_summary: Option<&Path>) -> ExitCode {
+pub(crate) fn run_with(config: &Config, step_summary: Option<&Path>) -> ExitCode {
     let sessions = match job::read(config.stats_dir.as_deref(), &config.paths) {
         Ok(s) => s,
         Err(e) => {
@@ -155,7 +155,7 @@ fn notice_lines(t: &Totals) -> Vec<String> {
 }
 
 /// The report for a terminal or a CI log.
-pub fn text(t: &Totals) -> String {
+pub(crate) fn text(t: &Totals) -> String {
     if t.sessions == 0 {
         return "gocacheprog-s3 job report: no sessions recorded (did the go commands have the same --stats-dir?)\n"
             .into();
@@ -176,7 +176,7 @@ pub fn text(t: &Totals) -> String {
 }
 
 /// The report as a Markdown section for GitHub's job summary.
-pub fn markdown(t: &Totals) -> String {
+pub(crate) fn markdown(t: &Totals) -> String {
     let mut out = String::from("### Go build cache (gocacheprog-s3)\n\n");
     if t.sessions == 0 {
         out.push_str("No sessions recorded.\n\n");
@@ -199,7 +199,7 @@ pub fn markdown(t: &Totals) -> String {
 }
 
 /// The sums as one JSON object (`--json`).
-pub fn to_json(t: &Totals) -> serde_json::Value {
+pub(crate) fn to_json(t: &Totals) -> serde_json::Value {
     json!({
         "sessions": t.sessions,
         "commands": t.commands.iter().map(|(go, n)| json!({"go": go, "sessions": n})).collect::<Vec<_>>(),

@@ -86,17 +86,17 @@ pub fn run(config: &Config) -> ExitCode {
 
 /// What [`stamp`] did.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub(crate) files: usize,
     pub(crate) folders: usize,
     /// Symbolic links, sockets, pipes, devices.
-    pub left_alone: usize,
+    pub(crate) left_alone: usize,
     /// Paths that could not be read or stamped, and why.
-    pub errors: Vec<(PathBuf, io::Error)>,
+    pub(crate) errors: Vec<(PathBuf, io::Error)>,
 }
 
 /// The time a file or folder whose hash is `digest` gets.
-pub fn time_for(digest: &[u8; 32]) -> SystemTime {
+pub(crate) fn time_for(digest: &[u8; 32]) -> SystemTime {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     UNIX_EPOCH + BASE + Duration::from_nanos(u64::from_be_bytes(first) % SPAN_NANOS)
@@ -132,7 +132,7 @@ fn kind(t: &fs::FileType) -> u8 {
 }
 
 /// The hash of a folder: its entries' kinds and names, sorted by name.
-pub fn folder_digest(entries: &mut [(Vec<u8>, u8)]) -> [u8; 32] {
+pub(crate) fn folder_digest(entries: &mut [(Vec<u8>, u8)]) -> [u8; 32] {
     entries.sort();
     let mut h = Sha256::new();
     h.update(DOMAIN);
@@ -146,7 +146,7 @@ pub fn folder_digest(entries: &mut [(Vec<u8>, u8)]) -> [u8; 32] {
 }
 
 /// Stamps every file and folder under `root` (and `root`), files on several threads.
-pub fn stamp(root: &Path) -> Report {
+pub(crate) fn stamp(root: &Path) -> Report {
     let mut report = Report::default();
     let mut files: Vec<PathBuf> = Vec::new();
     let mut stack = vec![root.to_path_buf()];

@@ -42,7 +42,7 @@ pub fn run(config: &Config<RemoteConfig>) -> ExitCode {
 }
 
 /// Every object under the prefix, with a count on stderr while it lists (on a terminal).
-pub fn list(remote: &RemoteConfig, layout: &Layout) -> Result<Vec<ListedObject>, String> {
+pub(crate) fn list(remote: &RemoteConfig, layout: &Layout) -> Result<Vec<ListedObject>, String> {
     let client = remote.client(2);
     let prefix = layout.under("");
     let tty = crate::log::progress_on_stderr();

@@ -75,9 +75,9 @@ const REPLACE_PATIENCE: Duration = Duration::from_millis(250);
 const TMP_DIR: &str = "gocacheprog-tmp";
 
 /// How temporary files in the `<xx>` folders start (see [`LocalTier::temp_file_near`]).
-pub const TEMP_PREFIX: &str = ".tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
-/// How the temporary files of downloads start (a [`TEMP_PREFIX`] too): what a store sent,
+/// How the temporary files of downloads start (a `TEMP_PREFIX` too): what a store sent,
 /// told apart on disk from what go put.
 pub const DOWNLOAD_PREFIX: &str = ".tmp-get-";
 
@@ -86,7 +86,7 @@ const STALE_TEMP: Duration = Duration::from_secs(86_400);
 
 /// A failure of the local disk, naming the file involved.
 #[derive(Debug)]
-pub struct LocalError {
+pub(crate) struct LocalError {
     pub(crate) action: &'static str,
     pub(crate) path: PathBuf,
     pub(crate) source: io::Error,
@@ -110,15 +110,15 @@ fn fail<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> L
 
 /// A found entry: what go needs for a hit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hit {
+pub(crate) struct Hit {
     pub(crate) entry: Entry,
     /// Absolute path of the output file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 /// The local tier rooted at one directory.
 #[derive(Debug)]
-pub struct LocalTier {
+pub(crate) struct LocalTier {
     dir: PathBuf,
     tmp: PathBuf,
     /// Distinguishes this process's temporary names from those of a dead process that had
@@ -129,7 +129,7 @@ pub struct LocalTier {
 
 impl LocalTier {
     /// Opens (creating if needed) the cache directory. `dir` must be absolute.
-    pub fn open(dir: &Path) -> Result<LocalTier, LocalError> {
+    pub(crate) fn open(dir: &Path) -> Result<LocalTier, LocalError> {
         let tmp = dir.join(TMP_DIR);
         make_dirs(&tmp).map_err(fail("create the cache directory", &tmp))?;
         Ok(LocalTier { dir: dir.to_path_buf(), tmp, nonce: crate::random::nonce(), counter: AtomicU64::new(0) })
@@ -137,7 +137,7 @@ impl LocalTier {
 
     /// Removes temporary files older than a day: what killed processes left behind
     /// (a live writer never takes that long). Meant for a background thread.
-    pub fn sweep_stale_temp_files(&self) -> usize {
+    pub(crate) fn sweep_stale_temp_files(&self) -> usize {
         let Ok(entries) = fs::read_dir(&self.tmp) else { return 0 };
         let now = SystemTime::now();
         let mut removed = 0;
@@ -156,7 +156,7 @@ impl LocalTier {
 
     /// Trims the tier if no trim (ours or go's) ran in the last day; the day's trim is
     /// claimed in `trim.txt` first, so concurrent sessions do not repeat it.
-    pub fn trim_if_due(&self, policy: trim::Policy) -> Option<trim::Report> {
+    pub(crate) fn trim_if_due(&self, policy: trim::Policy) -> Option<trim::Report> {
         let now = SystemTime::now();
         if !trim::due(&self.dir, now) {
             return None;
@@ -181,7 +181,7 @@ impl LocalTier {
     }
 
     /// The cache directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -191,7 +191,7 @@ impl LocalTier {
     }
 
     /// Where the bytes of an output live.
-    pub fn output_path(&self, output: &Id) -> PathBuf {
+    pub(crate) fn output_path(&self, output: &Id) -> PathBuf {
         let hex = output.hex();
         self.dir.join(&hex[..2]).join(format!("{hex}-d"))
     }
@@ -199,7 +199,7 @@ impl LocalTier {
     /// Looks an action up. A missing, damaged or inconsistent entry is a miss (as in go's
     /// own cache: garbage, a directory in place of a file, a truncated line); only an I/O
     /// failure other than "not found" is an error, and the caller treats it as a miss too.
-    pub fn get(&self, action: &Id) -> Result<Option<Hit>, LocalError> {
+    pub(crate) fn get(&self, action: &Id) -> Result<Option<Hit>, LocalError> {
         let action_path = self.action_path(action);
         let mut file = match File::open(&action_path) {
             Ok(f) => f,
@@ -241,7 +241,7 @@ impl LocalTier {
 
     /// A new temporary file in the cache directory, removed unless stored. Names are created
     /// exclusively: a name left behind by a dead process is skipped, never reused.
-    pub fn temp_file(&self) -> Result<TempFile, LocalError> {
+    pub(crate) fn temp_file(&self) -> Result<TempFile, LocalError> {
         self.create_temp(&self.tmp, "", FILE_MODE)
     }
 
@@ -251,17 +251,17 @@ impl LocalTier {
     /// off one directory's lock, and a rename within a folder off the file system's
     /// cross-directory rename lock: with one temporary folder, 64 downloads spent most of
     /// their time waiting on those locks.
-    pub fn temp_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
+    pub(crate) fn temp_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
         self.create_temp(&self.dir.join(&id.hex()[..2]), TEMP_PREFIX, FILE_MODE)
     }
 
     /// [`LocalTier::temp_file_near`] for the body of an output go puts (executable by its owner).
-    pub fn output_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
+    pub(crate) fn output_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
         self.create_temp(&self.dir.join(&id.hex()[..2]), TEMP_PREFIX, OUTPUT_MODE)
     }
 
     /// [`LocalTier::output_file_near`] for a download (named [`DOWNLOAD_PREFIX`]...).
-    pub fn download_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
+    pub(crate) fn download_file_near(&self, id: &Id) -> Result<TempFile, LocalError> {
         self.create_temp(&self.dir.join(&id.hex()[..2]), DOWNLOAD_PREFIX, OUTPUT_MODE)
     }
 
@@ -294,7 +294,7 @@ impl LocalTier {
     /// are content-addressed, so another writer put the same bytes there), and any entry
     /// of the action (an earlier put's: go's answer names the output stored here, so the
     /// put still succeeds, and a later put replaces the entry).
-    pub fn store(&self, action: &Id, entry: &Entry, mut body: TempFile) -> Result<PathBuf, LocalError> {
+    pub(crate) fn store(&self, action: &Id, entry: &Entry, mut body: TempFile) -> Result<PathBuf, LocalError> {
         let out_path = self.output_path(&entry.output_id);
         body.file.take(); // closed before the rename
         let in_place = |path: &Path| fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == entry.size);
@@ -404,7 +404,7 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Writes through to `inner` while hashing and counting, so a body is read exactly once
 /// and its output ID is known when it ends.
-pub struct Hashing<W> {
+pub(crate) struct Hashing<W> {
     inner: W,
     hasher: sha2::Sha256,
     len: u64,
@@ -412,12 +412,12 @@ pub struct Hashing<W> {
 
 impl<W: Write> Hashing<W> {
     /// Wraps `inner`.
-    pub fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         Hashing { inner, hasher: sha2::Digest::new(), len: 0 }
     }
 
     /// The writer, the SHA-256 of everything written (an output ID) and its length.
-    pub fn finish(self) -> (W, Id, u64) {
+    pub(crate) fn finish(self) -> (W, Id, u64) {
         (self.inner, Id(sha2::Digest::finalize(self.hasher).into()), self.len)
     }
 }
@@ -437,7 +437,7 @@ impl<W: Write> Write for Hashing<W> {
 
 /// A file being written in the cache's temporary folder; deleted on drop unless stored.
 #[derive(Debug)]
-pub struct TempFile {
+pub(crate) struct TempFile {
     path: PathBuf,
     file: Option<File>,
     stored: bool,
@@ -445,7 +445,7 @@ pub struct TempFile {
 
 impl TempFile {
     /// The temporary path (for error messages).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

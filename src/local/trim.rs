@@ -10,39 +10,39 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// go trims at most this often (cache.go `trimInterval`).
-pub const TRIM_INTERVAL: Duration = Duration::from_secs(86_400);
+pub(crate) const TRIM_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// A file used within the last hour may carry an mtime up to an hour older than that use
 /// (mtimes are bumped at most hourly): anything newer than this is never removed.
-pub const PROTECTED: Duration = Duration::from_secs(2 * MTIME_INTERVAL.as_secs());
+pub(crate) const PROTECTED: Duration = Duration::from_secs(2 * MTIME_INTERVAL.as_secs());
 
 /// The file recording the last trim: decimal unix seconds, as go writes it.
 const TRIM_FILE: &str = "trim.txt";
 
 /// What to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Files unused for longer than this go (at least [`PROTECTED`]).
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
     /// Then, the least recently used files until the tier is no larger than this.
-    pub max_size: Option<u64>,
+    pub(crate) max_size: Option<u64>,
 }
 
 /// What a trim found and did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub(crate) removed_files: u64,
     pub(crate) removed_bytes: u64,
     pub(crate) kept_files: u64,
     pub(crate) kept_bytes: u64,
     /// Files that could not be removed (another user's, a read-only disk), with the first error.
-    pub failed: u64,
+    pub(crate) failed: u64,
     pub(crate) first_error: Option<String>,
 }
 
 /// Whether a trim is due: `trim.txt` is missing, unreadable, or a day old (or from the
 /// future beyond go's tolerance, as go reads it).
-pub fn due(dir: &Path, now: SystemTime) -> bool {
+pub(crate) fn due(dir: &Path, now: SystemTime) -> bool {
     let Some(last) = last_trim(dir) else { return true };
     match now.duration_since(last) {
         Ok(age) => age >= TRIM_INTERVAL,
@@ -59,7 +59,7 @@ fn last_trim(dir: &Path) -> Option<SystemTime> {
 /// Records `now` as the last trim (written whole, then renamed into place, so a reader
 /// never sees a partial number). Done before trimming, so concurrent sessions do not all
 /// trim the same day.
-pub fn mark(dir: &Path, now: SystemTime) -> io::Result<()> {
+pub(crate) fn mark(dir: &Path, now: SystemTime) -> io::Result<()> {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let tmp = dir.join(super::TMP_DIR).join(format!("trim-{}-{:x}", std::process::id(), crate::random::nonce()));
     let mut file = fs::File::create(&tmp)?;
@@ -123,7 +123,7 @@ fn remove_stale_temps(temps: &[PathBuf], now: SystemTime) {
 
 /// Trims the tier at `dir` as of `now`; `dry_run` reports what it would remove and
 /// removes nothing.
-pub fn trim(dir: &Path, policy: Policy, now: SystemTime, dry_run: bool) -> Report {
+pub(crate) fn trim(dir: &Path, policy: Policy, now: SystemTime, dry_run: bool) -> Report {
     let (mut files, temps) = walk_with_temps(dir);
     if !dry_run {
         remove_stale_temps(&temps, now);
@@ -186,7 +186,7 @@ fn remove_if_unused(file: &CacheFile, cut: SystemTime, dry_run: bool) -> io::Res
 }
 
 /// The tier's entry and output files: how many, how many bytes.
-pub fn size(dir: &Path) -> (u64, u64) {
+pub(crate) fn size(dir: &Path) -> (u64, u64) {
     let files = walk(dir);
     (
         files.iter().filter(|f| f.path.to_string_lossy().ends_with("-a")).count() as u64,

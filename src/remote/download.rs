@@ -32,19 +32,19 @@ use std::time::{Duration, Instant};
 
 /// The settings downloads follow.
 #[derive(Debug, Clone, Copy)]
-pub struct DownloadSettings {
+pub(crate) struct DownloadSettings {
     /// Bound on everything one get from go may wait for.
-    pub get_timeout: Duration,
+    pub(crate) get_timeout: Duration,
     /// Bound on a download nobody waits for yet (prefetch).
-    pub background_timeout: Duration,
-    pub max_object_size: u64,
+    pub(crate) background_timeout: Duration,
+    pub(crate) max_object_size: u64,
     /// The form uploads are written in (and lookups try first).
-    pub write_form: Form,
+    pub(crate) write_form: Form,
 }
 
 /// The download pool: what go waits for first, prefetch after, one download per action
 /// however many wait for it.
-pub struct Downloads {
+pub(crate) struct Downloads {
     handles: Handles,
     listing: Arc<Listing>,
     /// What the session used and prefetched, when it prefetches.
@@ -61,7 +61,7 @@ pub struct Downloads {
 
 impl Downloads {
     /// The pool, with `workers` threads that take only what go waits for.
-    pub fn start(
+    pub(crate) fn start(
         handles: &Handles,
         listing: &Arc<Listing>,
         session: Option<Arc<Session>>,
@@ -85,13 +85,13 @@ impl Downloads {
     }
 
     /// Starts `count` more workers; `background`: they take prefetch's work too.
-    pub fn spawn(self: &Arc<Self>, name: &str, count: usize, background: bool) {
+    pub(crate) fn spawn(self: &Arc<Self>, name: &str, count: usize, background: bool) {
         let worker = Arc::clone(self);
         pool::spawn(name, count, move || worker.work(background));
     }
 
     /// go wants `action`: `done` will receive the result of its download.
-    pub fn lookup(&self, action: Id, done: Waiter) {
+    pub(crate) fn lookup(&self, action: Id, done: Waiter) {
         match self.inflight.join(action, done) {
             Joined::New | Joined::Promoted => {
                 if !self.queue.push(Priority::Urgent, action) {
@@ -104,44 +104,44 @@ impl Downloads {
     }
 
     /// Whether a download of `action` is queued or running.
-    pub fn is_in_flight(&self, action: &Id) -> bool {
+    pub(crate) fn is_in_flight(&self, action: &Id) -> bool {
         self.inflight.contains(action)
     }
 
     /// Prefetch wants `action`, whose output the manifest says is `size` bytes; true if
     /// it is now registered (the caller then queues it, or withdraws it).
-    pub fn claim_prefetch(&self, action: Id, size: u64) -> bool {
+    pub(crate) fn claim_prefetch(&self, action: Id, size: u64) -> bool {
         self.inflight.add_prefetch(action, size)
     }
 
     /// Takes back a claim that turned out not to be needed; false if a get joined it.
-    pub fn withdraw_prefetch(&self, action: &Id) -> bool {
+    pub(crate) fn withdraw_prefetch(&self, action: &Id) -> bool {
         self.inflight.withdraw_prefetch(action)
     }
 
     /// Queues claimed prefetches at background priority; false when the pool is closed.
-    pub fn queue_background(&self, actions: &[Id]) -> bool {
+    pub(crate) fn queue_background(&self, actions: &[Id]) -> bool {
         self.queue.push_background(actions.iter().copied())
     }
 
     /// Takes every get waiting on a download off it, for the caller to answer now (the
     /// downloads go on, answering nobody).
-    pub fn abandon_waiters(&self) -> Vec<Waiter> {
+    pub(crate) fn abandon_waiters(&self) -> Vec<Waiter> {
         self.inflight.abandon_waiters()
     }
 
     /// How long the store has sent nothing while downloads were in flight.
-    pub fn quiet_for(&self) -> Option<Duration> {
+    pub(crate) fn quiet_for(&self) -> Option<Duration> {
         self.liveness.quiet_for()
     }
 
     /// The most bytes of temporary files downloads held at once.
-    pub fn temp_bytes_peak(&self) -> u64 {
+    pub(crate) fn temp_bytes_peak(&self) -> u64 {
         self.temp.peak()
     }
 
     /// Stops the workers; queued downloads are dropped (every get has been answered).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.queue.close();
     }
 
@@ -317,27 +317,27 @@ impl<W: Write> Write for Budgeted<'_, '_, W> {
 
 /// What a download came to.
 pub(super) struct Downloaded {
-    pub lookup: Lookup,
+    pub(crate) lookup: Lookup,
     /// Bytes a hit moved over the network.
-    pub moved: u64,
+    pub(crate) moved: u64,
     /// The object to refresh, when its date is older than `--refresh-after`.
-    pub stale: Option<Refresh>,
+    pub(crate) stale: Option<Refresh>,
     /// The bucket has no usable object for the action (none, or a bad one), as opposed
     /// to a download that failed or was cut short.
-    pub absent: bool,
+    pub(crate) absent: bool,
 }
 
 /// What a download needs.
 pub(super) struct Downloader<'a> {
-    pub client: &'a Client,
-    pub layout: &'a Layout,
-    pub local: &'a LocalTier,
-    pub stats: &'a Stats,
-    pub health: &'a Health,
-    pub liveness: &'a Liveness,
-    pub temp: &'a TempBudget,
+    pub(crate) client: &'a Client,
+    pub(crate) layout: &'a Layout,
+    pub(crate) local: &'a LocalTier,
+    pub(crate) stats: &'a Stats,
+    pub(crate) health: &'a Health,
+    pub(crate) liveness: &'a Liveness,
+    pub(crate) temp: &'a TempBudget,
     /// Hits on objects dated longer ago are handed back for a refresh.
-    pub refresh_after: Option<Duration>,
+    pub(crate) refresh_after: Option<Duration>,
 }
 
 impl Downloader<'_> {

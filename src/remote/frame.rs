@@ -7,7 +7,7 @@
 //!   checksums (a content checksum and a content size are accepted: the output's SHA-256
 //!   is checked anyway, and a content size must match);
 //! - nothing after the frame;
-//! - at most [`MAX_RATIO`] times more output than frame bytes (plus one block).
+//! - at most `MAX_RATIO` times more output than frame bytes (plus one block).
 
 use lz4_flex::frame::{BlockSize, FrameEncoder, FrameInfo};
 use std::io::{self, Read, Write};
@@ -20,7 +20,7 @@ const BLOCK: usize = 64 * 1024;
 /// The most output per frame byte a frame may decode to. go's outputs compress at most
 /// 5.5 times with these frames (2 386 outputs of `go build std cmd`, 630 MB): 64 leaves
 /// room for any real output while a frame of zeros, at 245, is refused.
-pub const MAX_RATIO: u64 = 64;
+pub(crate) const MAX_RATIO: u64 = 64;
 
 /// An encoder of the frames this program writes.
 pub fn encoder<W: Write>(out: W) -> FrameEncoder<W> {
@@ -29,20 +29,20 @@ pub fn encoder<W: Write>(out: W) -> FrameEncoder<W> {
 
 /// The most bytes a frame of `output` bytes takes: every block stored as it is, its
 /// length word, the header, the end mark and a content checksum.
-pub fn max_frame_len(output: u64) -> u64 {
+pub(crate) fn max_frame_len(output: u64) -> u64 {
     let blocks = output / BLOCK as u64 + 1;
     output.saturating_add(blocks * 4 + 32)
 }
 
 /// Whether `output` bytes from `frame` bytes is a ratio frames may have (what an upload
 /// checks before sending the compressed form, and a download as the frame arrives).
-pub fn fits_ratio(output: u64, frame: u64) -> bool {
+pub(crate) fn fits_ratio(output: u64, frame: u64) -> bool {
     output <= MAX_RATIO.saturating_mul(frame).saturating_add(BLOCK as u64)
 }
 
 /// Decodes one frame of `inner`, refusing (with `InvalidData`) anything this program
 /// would not have written; errors of `inner` pass through as they are.
-pub struct FrameReader<R> {
+pub(crate) struct FrameReader<R> {
     inner: R,
     /// Frame bytes read so far.
     read: u64,
@@ -71,7 +71,7 @@ fn invalid(why: String) -> io::Error {
 
 impl<R: Read> FrameReader<R> {
     /// A reader of the frame `inner` holds.
-    pub fn new(inner: R) -> FrameReader<R> {
+    pub(crate) fn new(inner: R) -> FrameReader<R> {
         FrameReader {
             inner,
             read: 0,

@@ -67,7 +67,7 @@ impl Breaker {
 
 /// Health of the bucket for this session.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     reads: Breaker,
     writes: Breaker,
     max: u32,
@@ -78,7 +78,7 @@ pub struct Health {
 impl Health {
     /// Both directions on; `max` consecutive failures switch one off, which is tried again
     /// after `probe_interval` (zero: never).
-    pub fn new(max: u32, probe_interval: Duration) -> Health {
+    pub(crate) fn new(max: u32, probe_interval: Duration) -> Health {
         Health { reads: Breaker::default(), writes: Breaker::default(), max: max.max(1), probe_interval }
     }
 

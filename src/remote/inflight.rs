@@ -35,11 +35,11 @@ pub(super) enum Joined {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Started {
     /// Someone (go) is waiting for it.
-    pub urgent: bool,
+    pub(crate) urgent: bool,
     /// It was queued by prefetch.
-    pub prefetch: bool,
+    pub(crate) prefetch: bool,
     /// The output's size as prefetch's manifest gives it.
-    pub claimed_size: Option<u64>,
+    pub(crate) claimed_size: Option<u64>,
 }
 
 /// The map of downloads in flight.

@@ -29,7 +29,7 @@ pub enum Form {
 
 impl Form {
     /// The suffix of the form's keys.
-    pub fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Form::Plain => "",
             Form::Lz4 => ".lz4",
@@ -37,7 +37,7 @@ impl Form {
     }
 
     /// The other form.
-    pub fn other(self) -> Form {
+    pub(crate) fn other(self) -> Form {
         match self {
             Form::Plain => Form::Lz4,
             Form::Lz4 => Form::Plain,
@@ -88,7 +88,7 @@ impl Layout {
 }
 
 /// The user metadata of an uploaded output (names without `x-amz-meta-`).
-pub fn metadata(action: &Id, entry: &Entry) -> [(&'static str, String); 3] {
+pub(crate) fn metadata(action: &Id, entry: &Entry) -> [(&'static str, String); 3] {
     [("outputid", entry.output_id.hex()), ("puttime", entry.time_nanos.to_string()), ("actionid", action.hex())]
 }
 
@@ -114,7 +114,7 @@ pub(crate) enum Fetched {
 
 /// Checks an object's metadata before its body is read: the output ID it names, or why it
 /// must not be used. The action it names must be `action`; a `.lz4` object must name one.
-pub fn check_metadata(action: &Id, form: Form, info: &ObjectInfo) -> Result<Id, String> {
+pub(crate) fn check_metadata(action: &Id, form: Form, info: &ObjectInfo) -> Result<Id, String> {
     let Some(output_id) = info.meta("outputid").and_then(Id::from_hex) else {
         return Err("no valid x-amz-meta-outputid".into());
     };

@@ -50,7 +50,7 @@ impl Index {
 }
 
 /// What the bucket has, as far as the listing knows.
-pub struct Listing {
+pub(crate) struct Listing {
     /// Set once: the index of the bucket's outputs, or `None` when the listing could not
     /// be completed.
     index: OnceLock<Option<Index>>,
@@ -73,7 +73,7 @@ fn short(action: &Id) -> u64 {
 impl Listing {
     /// True when the listing is complete and says the bucket lacks `action`; the action is
     /// then remembered as fast-missed.
-    pub fn fast_miss(&self, action: &Id) -> bool {
+    pub(crate) fn fast_miss(&self, action: &Id) -> bool {
         let Some(Some(index)) = self.index.get() else { return false };
         if index.form(action).is_some() {
             return false;
@@ -83,21 +83,21 @@ impl Listing {
     }
 
     /// Whether `action` was answered as a fast miss (its upload then checks first).
-    pub fn was_fast_missed(&self, action: &Id) -> bool {
+    pub(crate) fn was_fast_missed(&self, action: &Id) -> bool {
         super::lock(&self.missed).contains(action)
     }
 
     /// In which form the bucket had `action` when it was listed (the compressed one when
     /// it had both): `None` when there is no complete listing, `Some(None)` when it had
     /// neither.
-    pub fn form(&self, action: &Id) -> Option<Option<Form>> {
+    pub(crate) fn form(&self, action: &Id) -> Option<Option<Form>> {
         let index = self.index.get()?.as_ref()?;
         Some(index.form(action))
     }
 
     /// Whether the listing is complete and says the bucket's `action` is due for a
     /// refresh; before that, `action` is kept and handed back by [`Listing::set`].
-    pub fn local_hit_due(&self, action: &Id) -> bool {
+    pub(crate) fn local_hit_due(&self, action: &Id) -> bool {
         let mut early = super::lock(&self.early_hits);
         if let Some(hits) = early.as_mut() {
             hits.push(*action);
@@ -113,7 +113,7 @@ impl Listing {
     }
 
     /// There is no listing this session (none wanted, or it could not start).
-    pub fn skip(&self) {
+    pub(crate) fn skip(&self) {
         self.set(None);
     }
 

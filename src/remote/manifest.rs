@@ -19,17 +19,17 @@ const MAGIC: &[u8] = b"gocacheprog-s3 manifest v1\n";
 const ENTRY_LEN: usize = 32 + 32 + 8 + 8;
 
 /// At most this many entries are kept (4 MB): a module's build uses a few thousand.
-pub const MAX_ENTRIES: usize = 50_000;
+pub(crate) const MAX_ENTRIES: usize = 50_000;
 
 /// Entries not used for this long before the most recent use are dropped.
-pub const KEEP_SECS: u64 = 7 * 86_400;
+pub(crate) const KEEP_SECS: u64 = 7 * 86_400;
 
 /// Only entries used within this long of the most recent use are prefetched: older
 /// ones belong to code that has changed since.
-pub const PREFETCH_WINDOW_SECS: u64 = 86_400;
+pub(crate) const PREFETCH_WINDOW_SECS: u64 = 86_400;
 
 /// A manifest is rewritten when it gained entries, or its newest use is older than this.
-pub const REFRESH_SECS: u64 = 3600;
+pub(crate) const REFRESH_SECS: u64 = 3600;
 
 /// One output a build used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl Manifest {
 
     /// The entries worth prefetching: used within [`PREFETCH_WINDOW_SECS`] of the newest
     /// use, in manifest order.
-    pub fn current(&self) -> impl Iterator<Item = &ManifestEntry> {
+    pub(crate) fn current(&self) -> impl Iterator<Item = &ManifestEntry> {
         let since = self.newest().saturating_sub(PREFETCH_WINDOW_SECS);
         self.entries.iter().filter(move |e| e.used >= since)
     }
@@ -117,7 +117,7 @@ impl Manifest {
     /// This manifest with a session's entries (in their first-use order, all stamped
     /// `now`) in front, each action once, without `gone` (actions the bucket did not
     /// have), entries past [`KEEP_SECS`] dropped, at most [`MAX_ENTRIES`].
-    pub fn merged(&self, session: &[(Id, Id, u64)], gone: &HashSet<Id>, now: u64) -> Manifest {
+    pub(crate) fn merged(&self, session: &[(Id, Id, u64)], gone: &HashSet<Id>, now: u64) -> Manifest {
         let mut seen = HashSet::with_capacity(session.len() + self.entries.len());
         let fresh = session.iter().map(|&(action, output, size)| ManifestEntry { action, output, size, used: now });
         let keep_since = now.saturating_sub(KEEP_SECS);
@@ -131,7 +131,7 @@ impl Manifest {
 
     /// Whether `merged` (from this manifest) is worth writing at `now`: it gained or lost
     /// entries, or this one has not been refreshed for [`REFRESH_SECS`].
-    pub fn needs_write(&self, merged: &Manifest, now: u64) -> bool {
+    pub(crate) fn needs_write(&self, merged: &Manifest, now: u64) -> bool {
         let old: HashSet<Id> = self.entries.iter().map(|e| e.action).collect();
         merged.entries.len() != self.entries.len()
             || merged.entries.iter().any(|e| !old.contains(&e.action))

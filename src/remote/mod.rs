@@ -6,11 +6,11 @@
 //! The remote tier never answers go itself: a download produces a `Lookup` for whoever
 //! waits on it, and the server turns that into go's response.
 //!
-//! Each job owns its state and is handed the [`Handles`] it shares with the others:
+//! Each job owns its state and is handed the `Handles` it shares with the others:
 //! `download::Downloads` (the pool and the downloads in flight), `upload::Uploads`,
 //! `prefetch::Prefetch` (the plan, what the session used, the manifest),
 //! `listing::Listing` (fast misses), `refresh::Refresher` and the `watch`er of a
-//! stalled store. [`Remote`] wires them together and is what the server sees.
+//! stalled store. `Remote` wires them together and is what the server sees.
 
 mod download;
 pub mod frame;
@@ -35,7 +35,7 @@ use crate::server::{Lookup, RemoteTier, Waiter};
 use crate::stats::{self, Stats};
 use download::{DownloadSettings, Downloads};
 pub(crate) use health::Direction;
-pub use health::Health;
+pub(crate) use health::Health;
 use layout::Layout;
 use listing::Listing;
 use prefetch::{Plan, Prefetch, Session};
@@ -51,7 +51,7 @@ use upload::Uploads;
 /// What every job of the remote tier is given: the bucket, the local tier, where to
 /// report, and the breaker. Each job keeps its own copy.
 #[derive(Clone)]
-pub struct Handles {
+pub(crate) struct Handles {
     client: Arc<Client>,
     layout: Layout,
     local: Arc<LocalTier>,
@@ -60,7 +60,7 @@ pub struct Handles {
 }
 
 /// The running remote tier.
-pub struct Remote {
+pub(crate) struct Remote {
     handles: Handles,
     downloads: Arc<Downloads>,
     uploads: Option<Uploads>,
@@ -74,7 +74,7 @@ pub struct Remote {
 impl Remote {
     /// Starts the worker pools, and prefetch when `plan` says so. Nothing else touches
     /// the network until the first request.
-    pub fn start(config: &RemoteConfig, local: Arc<LocalTier>, stats: Arc<Stats>, plan: Option<Plan>) -> Remote {
+    pub(crate) fn start(config: &RemoteConfig, local: Arc<LocalTier>, stats: Arc<Stats>, plan: Option<Plan>) -> Remote {
         let prefetch_workers = plan.as_ref().map_or(0, |p| p.workers);
         let handles = Handles {
             client: Arc::new(config.client(config.workers * 2 + prefetch_workers)),
@@ -125,7 +125,7 @@ impl Remote {
     /// Ends the session's remote work: stops the download workers (every get has been
     /// answered by now) and waits up to `bound` for queued uploads, then for the
     /// refreshes of what the session downloaded and the manifest.
-    pub fn finish(&self, bound: Duration) {
+    pub(crate) fn finish(&self, bound: Duration) {
         let start = Instant::now();
         self.watcher.stop();
         self.downloads.close();

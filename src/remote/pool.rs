@@ -7,7 +7,7 @@ use std::thread;
 
 /// How urgent a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
+pub(crate) enum Priority {
     /// go is waiting for it.
     Urgent,
     /// Nobody waits yet (prefetch).
@@ -16,7 +16,7 @@ pub enum Priority {
 
 /// A blocking job queue with two priorities.
 #[derive(Debug)]
-pub struct Queue<T> {
+pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
     /// Where workers that take only urgent jobs wait.
     urgent_ready: Condvar,
@@ -47,7 +47,7 @@ impl<T> Queue<T> {
     }
 
     /// Queues a job; false when the queue is closed.
-    pub fn push(&self, priority: Priority, job: T) -> bool {
+    pub(crate) fn push(&self, priority: Priority, job: T) -> bool {
         let mut state = self.lock();
         if state.closed {
             return false;
@@ -68,7 +68,7 @@ impl<T> Queue<T> {
     }
 
     /// Queues many background jobs at once; false when the queue is closed.
-    pub fn push_background(&self, jobs: impl IntoIterator<Item = T>) -> bool {
+    pub(crate) fn push_background(&self, jobs: impl IntoIterator<Item = T>) -> bool {
         let mut state = self.lock();
         if state.closed {
             return false;
@@ -81,7 +81,7 @@ impl<T> Queue<T> {
 
     /// The next job, urgent ones first; background ones only if `background` is set.
     /// Blocks until there is one; `None` once the queue is closed.
-    pub fn pop(&self, background: bool) -> Option<T> {
+    pub(crate) fn pop(&self, background: bool) -> Option<T> {
         let mut state = self.lock();
         loop {
             if state.closed {
@@ -101,18 +101,20 @@ impl<T> Queue<T> {
     }
 
     /// Jobs waiting, urgent and background.
-    pub fn len(&self) -> (usize, usize) {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> (usize, usize) {
         let state = self.lock();
         (state.urgent.len(), state.background.len())
     }
 
     /// Whether nothing is waiting.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == (0, 0)
     }
 
     /// Stops the workers; queued jobs are dropped.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
         state.urgent.clear();
@@ -125,7 +127,7 @@ impl<T> Queue<T> {
 
 /// Starts `count` threads named `<name>-<n>` running `work`; a thread that cannot be
 /// started is reported and the pool goes on with fewer.
-pub fn spawn<F>(name: &str, count: usize, work: F)
+pub(crate) fn spawn<F>(name: &str, count: usize, work: F)
 where
     F: Fn() + Send + Sync + Clone + 'static,
 {

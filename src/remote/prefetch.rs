@@ -22,25 +22,25 @@ const MAX_MANIFEST_BYTES: u64 = 8 << 20;
 /// What a building session does beyond answering go: prefetch and the manifest (unless
 /// `--no-prefetch`) and the listing for fast misses.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Prefetch the working set and merge this session's into its manifest.
-    pub prefetch: bool,
+    pub(crate) prefetch: bool,
     /// What identifies "the same build" (see `invocation`), or the user's `--prefetch-key`.
-    pub build_key: String,
+    pub(crate) build_key: String,
     /// Download threads that take background work (and urgent work first).
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// The most bytes prefetch may queue.
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// Whether this session may write the manifest (not `--read-only`).
-    pub write: bool,
+    pub(crate) write: bool,
     /// List the bucket for fast misses when it holds at most this many outputs (0: never).
-    pub fast_miss_max_keys: usize,
+    pub(crate) fast_miss_max_keys: usize,
 }
 
 /// What this session used and prefetched: kept by downloads, uploads and local hits,
 /// merged into the manifest at the end.
 #[derive(Default)]
-pub struct Session {
+pub(crate) struct Session {
     used: Mutex<Used>,
     /// Being downloaded or downloaded by prefetch, and not (yet) asked for by go:
     /// action → bytes moved (0 until the download ends).
@@ -50,7 +50,7 @@ pub struct Session {
 }
 
 /// The prefetch job: its plan, the session's use, and the manifest it read.
-pub struct Prefetch {
+pub(crate) struct Prefetch {
     handles: Handles,
     plan: Plan,
     session: Arc<Session>,
@@ -74,7 +74,7 @@ struct Used {
 
 impl Session {
     /// go used `action`'s output (a hit or a put); true if prefetch had fetched it.
-    pub fn used(&self, action: &Id, entry: &Entry) -> bool {
+    pub(crate) fn used(&self, action: &Id, entry: &Entry) -> bool {
         let mut used = lock(&self.used);
         if used.seen.insert(*action) {
             used.order.push((*action, entry.output_id, entry.size));
@@ -85,18 +85,18 @@ impl Session {
 
     /// Whether prefetch found `action` missing or damaged in the bucket this session (a get
     /// for it is then a miss without a second try).
-    pub fn is_gone(&self, action: &Id) -> bool {
+    pub(crate) fn is_gone(&self, action: &Id) -> bool {
         lock(&self.gone).contains(action)
     }
 
     /// A prefetch download of `action` starts. Registered before the download stores the
     /// output locally, so a get that finds it there at any moment after is a prefetch hit.
-    pub fn prefetch_started(&self, action: Id) {
+    pub(crate) fn prefetch_started(&self, action: Id) {
         lock(&self.unused).insert(action, 0);
     }
 
     /// Whether prefetch fetched `action` and go has not used it yet.
-    pub fn fetched_unused(&self, action: &Id) -> bool {
+    pub(crate) fn fetched_unused(&self, action: &Id) -> bool {
         lock(&self.unused).contains_key(action)
     }
 
@@ -104,7 +104,7 @@ impl Session {
     /// usable came), `absent` when the bucket has no usable object (rather than the
     /// download failing, or being larger than the manifest said). A get may have used it
     /// already: it is then not waste.
-    pub fn prefetched(&self, action: Id, got: Option<u64>, absent: bool) {
+    pub(crate) fn prefetched(&self, action: Id, got: Option<u64>, absent: bool) {
         let mut unused = lock(&self.unused);
         match got {
             Some(size) => {
@@ -129,7 +129,7 @@ fn unix_now() -> u64 {
 
 impl Prefetch {
     /// Reads the manifest and queues what is missing locally, on a thread of its own.
-    pub fn start(
+    pub(crate) fn start(
         handles: &Handles,
         plan: Plan,
         session: Arc<Session>,
@@ -155,7 +155,7 @@ impl Prefetch {
     }
 
     /// What the session used and prefetched.
-    pub fn session(&self) -> &Arc<Session> {
+    pub(crate) fn session(&self) -> &Arc<Session> {
         &self.session
     }
 
@@ -251,7 +251,7 @@ impl Prefetch {
 
     /// Ends prefetch for the session: counts what it fetched for nothing, and merges what
     /// the session used into the manifest (written within `bound`).
-    pub fn finish(&self, bound: Duration) {
+    pub(crate) fn finish(&self, bound: Duration) {
         let Handles { client, stats, health, .. } = &self.handles;
         let session = &self.session;
         let wasted: u64 = lock(&session.unused).values().sum();

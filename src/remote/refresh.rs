@@ -25,14 +25,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const WORKERS: usize = 4;
 
 /// An object to date anew.
-pub struct Refresh {
-    pub key: String,
-    pub action: Id,
-    pub basis: Basis,
+pub(crate) struct Refresh {
+    pub(crate) key: String,
+    pub(crate) action: Id,
+    pub(crate) basis: Basis,
 }
 
 /// What a refresh knows of the object it dates anew.
-pub enum Basis {
+pub(crate) enum Basis {
     /// The session downloaded and verified it: its own user metadata, and `etag` its version.
     Downloaded { metadata: Vec<(String, String)>, etag: Option<String> },
     /// Only hit in the local tier; the listing dated it past `--refresh-after`. Its
@@ -50,7 +50,7 @@ pub(super) fn is_due(dated: Option<SystemTime>, after: Option<Duration>, now: Sy
 
 /// The refresh job: its queue, what it has seen, and the refreshes of downloads the end
 /// of the session waits for.
-pub struct Refresher {
+pub(crate) struct Refresher {
     handles: Handles,
     listing: Arc<Listing>,
     /// Hits on objects dated longer ago than this rewrite the date.
@@ -69,7 +69,12 @@ pub struct Refresher {
 
 impl Refresher {
     /// Starts the refresh workers.
-    pub fn start(handles: &Handles, listing: &Arc<Listing>, after: Duration, timeout: Duration) -> Arc<Refresher> {
+    pub(crate) fn start(
+        handles: &Handles,
+        listing: &Arc<Listing>,
+        after: Duration,
+        timeout: Duration,
+    ) -> Arc<Refresher> {
         let refresher = Arc::new(Refresher {
             handles: handles.clone(),
             listing: Arc::clone(listing),
@@ -87,13 +92,13 @@ impl Refresher {
     }
 
     /// `--refresh-after`.
-    pub fn after(&self) -> Duration {
+    pub(crate) fn after(&self) -> Duration {
         self.after
     }
 
     /// Queues the refresh of an object the session downloaded; the end of the session
     /// waits for it (within `--close-timeout`).
-    pub fn queue_downloaded(&self, job: Refresh) {
+    pub(crate) fn queue_downloaded(&self, job: Refresh) {
         if self.off.load(Ordering::Relaxed) || !self.first(&job.action) {
             return;
         }
@@ -106,7 +111,7 @@ impl Refresher {
     /// Queues the refresh of an output only hit locally that the listing found due. Best
     /// effort: what is left at the end of the session is dropped, never waited for (a
     /// warm local build must not wait on the bucket), and the next session takes it up.
-    pub fn queue_listed(&self, action: Id) {
+    pub(crate) fn queue_listed(&self, action: Id) {
         let Some(Some(form)) = self.listing.form(&action) else { return };
         if self.off.load(Ordering::Relaxed) || !self.first(&action) {
             return;
@@ -117,7 +122,7 @@ impl Refresher {
 
     /// Waits up to `bound` for the refreshes of downloads, then drops what is left (the
     /// objects stay due, and the next session that hits them tries again).
-    pub fn finish(&self, bound: Duration) {
+    pub(crate) fn finish(&self, bound: Duration) {
         let end = Instant::now() + bound;
         let mut pending = super::lock(&self.pending);
         while *pending > 0 {

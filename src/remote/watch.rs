@@ -96,8 +96,8 @@ impl Drop for Reading<'_> {
 
 /// A reader that tells `live` of every byte it passes on.
 pub(super) struct Lively<'a, R> {
-    pub inner: R,
-    pub live: &'a Liveness,
+    pub(crate) inner: R,
+    pub(crate) live: &'a Liveness,
 }
 
 impl<R: io::Read> io::Read for Lively<'_, R> {

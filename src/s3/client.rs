@@ -176,7 +176,7 @@ impl Client {
     }
 
     /// Retries made so far, and retries not made because the budget was spent.
-    pub fn retry_counts(&self) -> (u64, u64) {
+    pub(crate) fn retry_counts(&self) -> (u64, u64) {
         (self.retrier.retries(), self.retrier.exhausted())
     }
 
@@ -201,7 +201,7 @@ impl Client {
     /// [`Client::get_object`]. The body yields exactly what the store sent: a body longer
     /// than `bounds.max_body`, or shorter than its `Content-Length`, fails with the reason
     /// in [`BodyReader::failure`].
-    pub fn get_object_with<T>(
+    pub(crate) fn get_object_with<T>(
         &self,
         key: &str,
         bounds: Bounds,
@@ -276,7 +276,7 @@ impl Client {
     /// [`Client::put_object`], with `If-None-Match: *` when `if_absent`: then `Ok(false)`
     /// means the store already had the key (412) and kept it. Stores that ignore the
     /// header (Garage 2.5) simply overwrite, and answer `Ok(true)`.
-    pub fn put_object_if(
+    pub(crate) fn put_object_if(
         &self,
         key: &str,
         body: Upload<'_>,
@@ -358,7 +358,7 @@ impl Client {
     }
 
     /// Deletes up to 1000 `keys` in one request (DeleteObjects, quiet); each key must
-    /// pass [`xml::fits_xml`]. `Ok` holds the keys the store says it could not delete; an
+    /// pass `xml::fits_xml`. `Ok` holds the keys the store says it could not delete; an
     /// `Err` (a store without the API answers 501 or 405) means none is known deleted.
     pub fn delete_objects(&self, keys: &[&str], bounds: Bounds) -> Result<Vec<DeleteFailure>, S3Error> {
         let op = format!("DELETE {} objects (DeleteObjects)", keys.len());
@@ -431,7 +431,7 @@ impl Client {
 
     /// The credentials requests are signed with now (`None`: unsigned), for redaction and
     /// for callers that must know whether they can write.
-    pub fn credentials(&self) -> Option<Credentials> {
+    pub(crate) fn credentials(&self) -> Option<Credentials> {
         self.config.credentials.as_ref().and_then(|s| s.current().ok().flatten())
     }
 }
@@ -467,7 +467,7 @@ fn object_info(headers: &HeaderMap) -> ObjectInfo {
 }
 
 /// The body of a GET as the store sends it, counted and bounded.
-pub struct BodyReader<'a> {
+pub(crate) struct BodyReader<'a> {
     inner: ureq::BodyReader<'a>,
     op: String,
     received: u64,
@@ -479,19 +479,19 @@ pub struct BodyReader<'a> {
 
 impl BodyReader<'_> {
     /// Bytes read so far.
-    pub fn received(&self) -> u64 {
+    pub(crate) fn received(&self) -> u64 {
         self.received
     }
 
     /// The S3 error behind a failed read of this body (or of a reader wrapped around it,
     /// which passed `e` on): a network failure, a timeout, a body too long or cut short.
     /// `None` when `e` did not come from this body (a decoder's own complaint).
-    pub fn take_failure(&mut self) -> Option<S3Error> {
+    pub(crate) fn take_failure(&mut self) -> Option<S3Error> {
         self.failed.take()
     }
 
     /// Like [`BodyReader::take_failure`], falling back to a body error made of `e`.
-    pub fn failure(&mut self, e: io::Error) -> S3Error {
+    pub(crate) fn failure(&mut self, e: io::Error) -> S3Error {
         self.failed.take().unwrap_or_else(|| S3Error::body(self.op.clone(), e))
     }
 

@@ -18,16 +18,16 @@ pub enum Addressing {
 pub struct Endpoint {
     pub(crate) https: bool,
     /// Host name or address (IPv6 in brackets), lower-cased.
-    pub host: String,
+    pub(crate) host: String,
     /// Port, only when it is not the scheme's default.
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// Path prefix without a trailing slash: "" or "/something".
-    pub path_prefix: String,
+    pub(crate) path_prefix: String,
 }
 
 /// The URL to send, the `Host` header value, and the canonical (signed) path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub(crate) url: String,
     pub(crate) host: String,
     pub(crate) path: String,
@@ -64,22 +64,22 @@ impl Endpoint {
     }
 
     /// The host name (or address).
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.host
     }
 
     /// Whether this is an AWS S3 endpoint (`*.amazonaws.com`).
-    pub fn is_aws(&self) -> bool {
+    pub(crate) fn is_aws(&self) -> bool {
         self.host.ends_with(".amazonaws.com")
     }
 
     /// The AWS S3 endpoint of a region.
-    pub fn aws(region: &str) -> Endpoint {
+    pub(crate) fn aws(region: &str) -> Endpoint {
         Endpoint { https: true, host: format!("s3.{region}.amazonaws.com"), port: None, path_prefix: String::new() }
     }
 
     /// The request target for `key` in `bucket` (`key` empty: the bucket itself).
-    pub fn target(&self, addressing: Addressing, bucket: &str, key: &str) -> Target {
+    pub(crate) fn target(&self, addressing: Addressing, bucket: &str, key: &str) -> Target {
         let encoded_key = uri_encode(key, false);
         let (host, path) = match addressing {
             Addressing::Path => {

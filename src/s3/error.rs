@@ -78,7 +78,7 @@ pub enum S3Error {
 /// help, and which setting is wrong otherwise. The retry policy, the breaker, the hints and
 /// `check`'s diagnosis all read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Throttling or a request timeout: worth another attempt.
     Transient,
     /// The signature did not match (the secret key, or something rewrote the request).
@@ -122,14 +122,14 @@ const CODES: &[(&str, Refusal)] = &[
 
 impl Refusal {
     /// Only a change of configuration fixes it: retrying is pointless.
-    pub fn is_configuration(self) -> bool {
+    pub(crate) fn is_configuration(self) -> bool {
         self != Refusal::Transient
     }
 }
 
 impl S3Error {
     /// Classifies a ureq error.
-    pub fn transport(op: &str, e: ureq::Error) -> S3Error {
+    pub(crate) fn transport(op: &str, e: ureq::Error) -> S3Error {
         if let Some(message) = malformed(&e) {
             return S3Error::Malformed { op: op.to_string(), message };
         }
@@ -143,7 +143,7 @@ impl S3Error {
 
     /// Classifies a failure while reading a response body: a timeout (a stall, or the
     /// call's deadline) is a timeout, anything else a broken body.
-    pub fn body(op: String, e: io::Error) -> S3Error {
+    pub(crate) fn body(op: String, e: io::Error) -> S3Error {
         let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>());
         if let Some(message) = inner.and_then(malformed) {
             return S3Error::Malformed { op, message };
@@ -159,12 +159,12 @@ impl S3Error {
 
     /// The store refused the request's time or token and the client has since fixed that
     /// (learned the store's clock, fetched new credentials): signing again will do.
-    pub fn is_resignable(&self) -> bool {
+    pub(crate) fn is_resignable(&self) -> bool {
         matches!(self, S3Error::Status { doc, .. } if doc.resign)
     }
 
     /// A timeout (a stall, a deadline): never worth a second full wait.
-    pub fn is_timeout(&self) -> bool {
+    pub(crate) fn is_timeout(&self) -> bool {
         matches!(self, S3Error::Transport { timeout: true, .. })
     }
 
@@ -177,7 +177,7 @@ impl S3Error {
     }
 
     /// What the store's answer means, by `CODES` (a 301 is a wrong region whatever its code).
-    pub fn refusal(&self) -> Option<Refusal> {
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
         let S3Error::Status { status, doc, .. } = self else { return None };
         let by_code = doc.code.as_deref().and_then(|c| CODES.iter().find(|(code, _)| *code == c).map(|(_, r)| *r));
         by_code.or((*status == 301).then_some(Refusal::WrongRegion))

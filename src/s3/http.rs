@@ -8,29 +8,29 @@ use std::time::Duration;
 
 /// One request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
+pub(crate) struct HttpRequest {
     pub(crate) method: String,
     pub(crate) url: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
     /// Bound on the whole exchange.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl HttpRequest {
     /// A request without headers or body.
-    pub fn new(method: &str, url: &str, timeout: Duration) -> HttpRequest {
+    pub(crate) fn new(method: &str, url: &str, timeout: Duration) -> HttpRequest {
         HttpRequest { method: method.into(), url: url.into(), headers: Vec::new(), body: Vec::new(), timeout }
     }
 
     /// With one more header.
-    pub fn header(mut self, name: &str, value: &str) -> HttpRequest {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> HttpRequest {
         self.headers.push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
     /// With a body.
-    pub fn body(mut self, body: Vec<u8>) -> HttpRequest {
+    pub(crate) fn body(mut self, body: Vec<u8>) -> HttpRequest {
         self.body = body;
         self
     }
@@ -38,21 +38,21 @@ impl HttpRequest {
 
 /// One answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub(crate) status: u16,
     /// Names lower-cased.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
 }
 
 impl HttpResponse {
     /// A header's value by (lower-case) name.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The body as text (lossy).
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
@@ -66,13 +66,13 @@ pub(crate) trait Http: Send + Sync {
 const MAX_BODY: u64 = 1024 * 1024;
 
 /// The real thing: a ureq agent (with this program's TLS and proxy settings).
-pub struct UreqHttp {
+pub(crate) struct UreqHttp {
     agent: ureq::Agent,
 }
 
 impl UreqHttp {
     /// An agent for small exchanges with credential endpoints.
-    pub fn new(agent: ureq::Agent) -> UreqHttp {
+    pub(crate) fn new(agent: ureq::Agent) -> UreqHttp {
         UreqHttp { agent }
     }
 }

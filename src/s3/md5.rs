@@ -10,7 +10,7 @@ const S: [u32; 64] = [
 ];
 
 /// The digest of `data`.
-pub fn digest(data: &[u8]) -> [u8; 16] {
+pub(crate) fn digest(data: &[u8]) -> [u8; 16] {
     // K[i] = floor(|sin(i + 1)| * 2^32), computed rather than tabled (exact in f64).
     let k: [u32; 64] = std::array::from_fn(|i| (((i + 1) as f64).sin().abs() * 4_294_967_296.0) as u32);
     let mut state: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];

@@ -2,7 +2,7 @@
 //! store's clock once an answer showed it, for the region an answer named), sends it
 //! within its bounds, hands the response to the operation, and tries again while that
 //! fails transiently, within the retry policy and budget (`retry`). An operation says
-//! what it sends ([`Request`]) and what it accepts (the closure); nothing else.
+//! what it sends (`Request`) and what it accepts (the closure); nothing else.
 
 use super::client::{Bounds, Client};
 use super::credentials;
@@ -48,16 +48,16 @@ impl Payload<'_> {
 
 /// One S3 request, as an operation describes it.
 #[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub(crate) method: &'static str,
     /// The object's key; empty for the bucket itself.
-    pub key: &'a str,
+    pub(crate) key: &'a str,
     pub(crate) query: &'a [(&'a str, &'a str)],
     /// Headers sent and signed, beside `host`, `x-amz-date` and `x-amz-content-sha256`.
-    pub headers: &'a [(&'a str, &'a str)],
+    pub(crate) headers: &'a [(&'a str, &'a str)],
     pub(crate) payload: Payload<'a>,
     /// How errors name the request: `GET <key>`, `LIST <prefix>`, ...
-    pub op: &'a str,
+    pub(crate) op: &'a str,
 }
 
 impl Request<'_> {
@@ -75,7 +75,7 @@ impl Request<'_> {
 const SKEW: Duration = Duration::from_secs(4 * 60);
 
 /// `server - local` in milliseconds, when they are at least `SKEW` (4 minutes) apart.
-pub fn skew_ms(server: SystemTime, local: SystemTime) -> Option<i64> {
+pub(crate) fn skew_ms(server: SystemTime, local: SystemTime) -> Option<i64> {
     let ms = match server.duration_since(local) {
         Ok(ahead) => i64::try_from(ahead.as_millis()).ok()?,
         Err(behind) => -i64::try_from(behind.duration().as_millis()).ok()?,
@@ -278,13 +278,13 @@ impl Client {
     }
 
     /// The region a wrong-region answer taught this client, if one did.
-    pub fn learned_region(&self) -> Option<String> {
+    pub(crate) fn learned_region(&self) -> Option<String> {
         self.learned_region.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(_, r)| r.clone())
     }
 
     /// The time requests are signed with: ours, corrected by what the store's answers
     /// showed of its clock.
-    pub fn now(&self) -> SystemTime {
+    pub(crate) fn now(&self) -> SystemTime {
         let offset = self.clock_offset_ms.load(Ordering::Relaxed);
         let now = SystemTime::now();
         if offset >= 0 {
@@ -295,7 +295,7 @@ impl Client {
     }
 
     /// How far the store's clock is from ours, as learned from refused signatures (ms).
-    pub fn clock_offset_ms(&self) -> i64 {
+    pub(crate) fn clock_offset_ms(&self) -> i64 {
         self.clock_offset_ms.load(Ordering::Relaxed)
     }
 

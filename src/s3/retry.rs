@@ -1,5 +1,5 @@
 //! When a failed request is tried again: the AWS SDKs' "standard" transient set (5xx,
-//! throttling, broken connections), at most [`ATTEMPTS`] attempts, jittered exponential
+//! throttling, broken connections), at most `ATTEMPTS` attempts, jittered exponential
 //! backoff, and never past the caller's deadline (a timeout is never retried: a second
 //! full wait would double what the build waits). Used by the one send (`request`) only.
 
@@ -10,26 +10,26 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Attempts per request for transient failures.
-pub const ATTEMPTS: u32 = 3;
+pub(crate) const ATTEMPTS: u32 = 3;
 
 /// The client-wide retry budget (the SDKs' standard mode): a retry costs
 /// `RETRY_COST` tokens, given back if the request then succeeds; a success at the first
 /// attempt adds `REFUND`. So a store that keeps failing is not hammered with retries,
 /// while one that fails now and then is retried without end.
-pub const BUDGET: u32 = 500;
+pub(crate) const BUDGET: u32 = 500;
 pub(crate) const RETRY_COST: u32 = 5;
 pub(crate) const REFUND: u32 = 1;
 
 /// Jittered exponential backoff before retry `n` (1-based): uniform in
 /// [0, min(100 ms · 2^(n-1), 2 s)].
-pub fn backoff(retry: u32, rng: &mut Rng) -> Duration {
+pub(crate) fn backoff(retry: u32, rng: &mut Rng) -> Duration {
     let cap = Duration::from_millis(100u64 << retry.saturating_sub(1).min(5)).min(Duration::from_secs(2));
     cap.mul_f64(rng.next_f64())
 }
 
 /// Retry state shared by every request of a client: the budget, the jitter's generator
 /// and the counters. The waiting between attempts is injected (tests do not sleep).
-pub struct Retrier {
+pub(crate) struct Retrier {
     tokens: Mutex<u32>,
     rng: Mutex<Rng>,
     retries: AtomicU64,
@@ -45,12 +45,12 @@ impl Default for Retrier {
 
 impl Retrier {
     /// A full budget; `sleep` waits between attempts.
-    pub fn with_sleep(sleep: fn(Duration)) -> Retrier {
+    pub(crate) fn with_sleep(sleep: fn(Duration)) -> Retrier {
         Retrier::with_parts(sleep, Rng::fresh())
     }
 
     /// [`Retrier::with_sleep`] with the jitter drawn from `rng` (tests).
-    pub fn with_parts(sleep: fn(Duration), rng: Rng) -> Retrier {
+    pub(crate) fn with_parts(sleep: fn(Duration), rng: Rng) -> Retrier {
         Retrier {
             tokens: Mutex::new(BUDGET),
             rng: Mutex::new(rng),
@@ -61,12 +61,12 @@ impl Retrier {
     }
 
     /// Retries made so far.
-    pub fn retries(&self) -> u64 {
+    pub(crate) fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
 
     /// Retries not made because the budget was spent.
-    pub fn exhausted(&self) -> u64 {
+    pub(crate) fn exhausted(&self) -> u64 {
         self.exhausted.load(Ordering::Relaxed)
     }
 
@@ -89,7 +89,7 @@ impl Retrier {
     /// retry (the breaker may have switched the bucket off meanwhile). An answer that
     /// taught the client the store's clock (see `Client`) is re-signed and tried once more
     /// at once, outside the count.
-    pub fn run<T>(
+    pub(crate) fn run<T>(
         &self,
         deadline: Option<Instant>,
         keep_going: &dyn Fn() -> bool,

@@ -8,7 +8,7 @@
 //! other header).
 //!
 //! The steps, each a public function so they can be tested on their own:
-//! [`canonical_request`] → [`string_to_sign`] → [`signing_key`] → [`signature`].
+//! `canonical_request` → `string_to_sign` → `signing_key` → `signature`.
 
 use crate::s3::credentials::Credentials;
 use hmac::{Hmac, Mac};
@@ -17,14 +17,14 @@ use std::fmt;
 use std::time::SystemTime;
 
 /// The only algorithm this module speaks.
-pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// Hex SHA-256 of the empty body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// S3 URI encoding: keep A-Z a-z 0-9 - . _ ~ ; keep '/' unless encode_slash; every other UTF-8 byte as %XX (uppercase hex). Space is %20, never '+'.
-pub fn uri_encode(input: &str, encode_slash: bool) -> String {
+pub(crate) fn uri_encode(input: &str, encode_slash: bool) -> String {
     let mut out = String::with_capacity(input.len());
     for &b in input.as_bytes() {
         let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (b == b'/' && !encode_slash);
@@ -40,7 +40,7 @@ pub fn uri_encode(input: &str, encode_slash: bool) -> String {
 }
 
 /// Canonical query string from raw (unencoded) pairs: encode keys and values with uri_encode(.., true), sort by (encoded key, encoded value) pairs (NOT by the joined "k=v" string), join "k=v" with '&', keep '=' for empty values.
-pub fn canonical_query(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn canonical_query(pairs: &[(&str, &str)]) -> String {
     let mut encoded: Vec<(String, String)> =
         pairs.iter().map(|(k, v)| (uri_encode(k, true), uri_encode(v, true))).collect();
     // Sorting the joined "k=v" would put "a-b=1" before "a=1" ('-' < '='); SigV4 sorts by key first.
@@ -58,7 +58,7 @@ pub fn canonical_query(pairs: &[(&str, &str)]) -> String {
 }
 
 /// Hex SHA-256, the form SigV4 uses for payload and canonical-request hashes.
-pub fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
@@ -67,7 +67,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// For [`sign_headers`], leave out `x-amz-date`, `x-amz-security-token` and
 /// `authorization`: the signer owns them and ignores any passed here.
 #[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
     pub(crate) query: &'a [(&'a str, &'a str)],
@@ -77,23 +77,23 @@ pub struct Request<'a> {
 
 /// Where a signature is valid.
 #[derive(Debug, Clone, Copy)]
-pub struct Scope<'a> {
+pub(crate) struct Scope<'a> {
     pub(crate) region: &'a str,
     pub(crate) service: &'a str,
 }
 
 /// Canonical header block plus the matching `SignedHeaders` list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CanonicalHeaders {
+pub(crate) struct CanonicalHeaders {
     /// One `name:value\n` line per distinct name, sorted by name.
-    pub lines: String,
+    pub(crate) lines: String,
     /// Lower-case names joined with ';', sorted.
-    pub signed: String,
+    pub(crate) signed: String,
 }
 
 /// Canonicalises headers: lower-case names, trimmed values with runs of spaces
 /// collapsed, repeated names merged with ',' in their original order.
-pub fn canonical_headers(headers: &[(&str, &str)]) -> CanonicalHeaders {
+pub(crate) fn canonical_headers(headers: &[(&str, &str)]) -> CanonicalHeaders {
     let mut normalised: Vec<(String, String)> =
         headers.iter().map(|(n, v)| (n.trim().to_ascii_lowercase(), trim_header_value(v))).collect();
     // Stable sort: values of a repeated name must keep their request order.
@@ -136,7 +136,7 @@ fn trim_header_value(value: &str) -> String {
 
 /// The canonical request: method, path, canonical query, header lines, blank
 /// line, signed header names, payload hash — joined with '\n'.
-pub fn canonical_request(
+pub(crate) fn canonical_request(
     method: &str,
     encoded_path: &str,
     canonical_query: &str,
@@ -147,17 +147,17 @@ pub fn canonical_request(
 }
 
 /// `YYYYMMDD/region/service/aws4_request`.
-pub fn credential_scope(date: &str, scope: &Scope) -> String {
+pub(crate) fn credential_scope(date: &str, scope: &Scope) -> String {
     format!("{date}/{}/{}/aws4_request", scope.region, scope.service)
 }
 
 /// The string to sign: algorithm, timestamp, scope and the hash of the canonical request.
-pub fn string_to_sign(amz_date: &str, credential_scope: &str, canonical_request: &str) -> String {
+pub(crate) fn string_to_sign(amz_date: &str, credential_scope: &str, canonical_request: &str) -> String {
     format!("{ALGORITHM}\n{amz_date}\n{credential_scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 /// The derived key for one day, region and service (`date` is `YYYYMMDD`).
-pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+pub(crate) fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let k_date = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac_sha256(&k_date, region.as_bytes());
     let k_service = hmac_sha256(&k_region, service.as_bytes());
@@ -165,7 +165,7 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 }
 
 /// Hex HMAC-SHA256 of the string to sign under the derived key.
-pub fn signature(signing_key: &[u8; 32], string_to_sign: &str) -> String {
+pub(crate) fn signature(signing_key: &[u8; 32], string_to_sign: &str) -> String {
     hex::encode(hmac_sha256(signing_key, string_to_sign.as_bytes()))
 }
 
@@ -178,7 +178,7 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// Result of header signing. `headers` are the headers the caller must ADD to the request (lower-case names): `x-amz-date`, `x-amz-security-token` when the credentials carry a token, and `authorization`. The signer signs x-amz-date and the token itself (add them to the signed set). The intermediate strings are kept for debugging SignatureDoesNotMatch errors.
 #[derive(Clone, PartialEq, Eq)]
-pub struct HeaderSignature {
+pub(crate) struct HeaderSignature {
     pub(crate) headers: Vec<(&'static str, String)>,
     pub(crate) canonical_request: String,
     pub(crate) string_to_sign: String,
@@ -186,7 +186,7 @@ pub struct HeaderSignature {
 
 impl HeaderSignature {
     /// The value of one of the headers to add, by lower-case name.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 }
@@ -206,7 +206,7 @@ impl fmt::Debug for HeaderSignature {
 }
 
 /// `text` with every occurrence of `secret` replaced by `<redacted>`.
-pub fn redact(text: &str, secret: Option<&str>) -> String {
+pub(crate) fn redact(text: &str, secret: Option<&str>) -> String {
     match secret {
         Some(s) if !s.is_empty() => text.replace(s, "<redacted>"),
         _ => text.to_owned(),
@@ -214,7 +214,7 @@ pub fn redact(text: &str, secret: Option<&str>) -> String {
 }
 
 /// Signs `req` for an `Authorization` header.
-pub fn sign_headers(req: &Request, creds: &Credentials, scope: &Scope, time: SystemTime) -> HeaderSignature {
+pub(crate) fn sign_headers(req: &Request, creds: &Credentials, scope: &Scope, time: SystemTime) -> HeaderSignature {
     let amz = amz_date(time);
     let date = &amz[..8];
 
@@ -256,7 +256,7 @@ pub fn sign_headers(req: &Request, creds: &Credentials, scope: &Scope, time: Sys
 }
 
 /// The `x-amz-date` form of a time, `20150830T123600Z` (UTC, whole seconds rounded down).
-pub fn amz_date(time: SystemTime) -> String {
+pub(crate) fn amz_date(time: SystemTime) -> String {
     crate::calendar::Civil::from_system_time(time).amz_date()
 }
 

@@ -26,13 +26,13 @@ use ureq::unversioned::transport::{
 use ureq::Error;
 
 /// The connector chain for the agent.
-pub fn connector() -> impl Connector<(), Out = impl Transport> {
+pub(crate) fn connector() -> impl Connector<(), Out = impl Transport> {
     ().chain(ConnectProxyConnector::default()).chain(QuickAckTcpConnector).chain(RustlsConnector::default())
 }
 
 /// Opens TCP connections whose reads acknowledge at once.
 #[derive(Debug, Default)]
-pub struct QuickAckTcpConnector;
+pub(crate) struct QuickAckTcpConnector;
 
 impl<In: Transport> Connector<In> for QuickAckTcpConnector {
     type Out = Either<In, QuickAckTransport>;
@@ -69,7 +69,7 @@ impl<In: Transport> Connector<In> for QuickAckTcpConnector {
 
 /// One TCP connection.
 #[derive(Debug)]
-pub struct QuickAckTransport {
+pub(crate) struct QuickAckTransport {
     stream: TcpStream,
     buffers: LazyBuffers,
     read_timeout: Option<Duration>,
@@ -159,7 +159,7 @@ impl Transport for QuickAckTransport {
 /// uploads started 800 threads, most of the program's system time. The endpoint is one
 /// host, so its addresses are kept for `RESOLVED_FOR`; an IP address is never looked up.
 #[derive(Debug, Default)]
-pub struct CachingResolver {
+pub(crate) struct CachingResolver {
     inner: DefaultResolver,
     known: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
 }

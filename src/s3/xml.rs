@@ -79,25 +79,25 @@ fn walk(xml: &str, visit: &mut dyn FnMut(Node)) -> Result<(), XmlError> {
 /// The fields of an S3 `<Error>` document that matter to us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorDoc {
-    /// `<Code>`, such as `NoSuchBucket`: what [`Refusal`](super::error::Refusal) classifies.
+    /// `<Code>`, such as `NoSuchBucket`: what `Refusal` classifies.
     pub code: Option<String>,
     /// `<Message>`: the store's explanation.
     pub message: Option<String>,
     pub(crate) request_id: Option<String>,
     /// The bucket's real region (wrong-region errors).
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// The server's view of what should have been signed (SignatureDoesNotMatch).
     pub string_to_sign: Option<String>,
     pub(crate) canonical_request: Option<String>,
     /// Set by the client when it has fixed what this answer refused (it learned the
     /// store's clock, or fetched fresh credentials after `ExpiredToken`): the request is
     /// worth signing again, once.
-    pub resign: bool,
+    pub(crate) resign: bool,
 }
 
 impl ErrorDoc {
     /// Passes every field through `clean` (removing secrets a store may have echoed).
-    pub fn redact(&mut self, clean: &dyn Fn(&str) -> String) {
+    pub(crate) fn redact(&mut self, clean: &dyn Fn(&str) -> String) {
         let fields = [
             &mut self.code,
             &mut self.message,
@@ -136,16 +136,16 @@ pub fn parse_error(xml: &str) -> ErrorDoc {
 
 /// The credentials of an STS answer (`AssumeRole`, `AssumeRoleWithWebIdentity`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StsCredentials {
+pub(crate) struct StsCredentials {
     pub(crate) access_key_id: String,
     pub(crate) secret_access_key: String,
     pub(crate) session_token: String,
     /// As sent (ISO 8601).
-    pub expiration: String,
+    pub(crate) expiration: String,
 }
 
 /// Parses an STS answer: its `Credentials`, or the `Error` it holds as `code: message`.
-pub fn parse_sts(xml: &str) -> Result<StsCredentials, String> {
+pub(crate) fn parse_sts(xml: &str) -> Result<StsCredentials, String> {
     let mut found = StsCredentials::default();
     let (mut code, mut message) = (None, None);
     walk(xml, &mut |node| {
@@ -190,7 +190,7 @@ pub struct ListedObject {
 impl ListedObject {
     /// The object's date (its upload, or its last refresh), if the store gave one that
     /// parses.
-    pub fn dated(&self) -> Option<std::time::SystemTime> {
+    pub(crate) fn dated(&self) -> Option<std::time::SystemTime> {
         crate::calendar::parse_rfc3339(&self.last_modified)
     }
 }
@@ -255,13 +255,13 @@ pub fn parse_list(xml: &str) -> Result<ListPage, XmlError> {
 
 /// Whether a key can travel in an XML body: XML 1.0 has no way to write most control
 /// characters, so such keys are deleted one request each.
-pub fn fits_xml(key: &str) -> bool {
+pub(crate) fn fits_xml(key: &str) -> bool {
     !key.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
 }
 
 /// DeleteObjects' request body, quiet (the answer lists only what failed). Every key must
 /// pass [`fits_xml`].
-pub fn delete_request<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn delete_request<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
     let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><Delete><Quiet>true</Quiet>"#);
     for key in keys {
         // Carriage returns and tabs would be normalised away by the store's parser.
@@ -282,7 +282,7 @@ pub struct DeleteFailure {
 
 /// Parses a `<DeleteResult>`: the keys it names under `<Error>` (a quiet request's answer
 /// names nothing else).
-pub fn parse_delete_result(xml: &str) -> Result<Vec<DeleteFailure>, XmlError> {
+pub(crate) fn parse_delete_result(xml: &str) -> Result<Vec<DeleteFailure>, XmlError> {
     let mut failures: Vec<DeleteFailure> = Vec::new();
     let mut root: Option<String> = None;
     walk(xml, &mut |node| match node {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// What a lookup in the bucket came to, for whoever waits on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// Downloaded, verified and now in the local tier. `prefetched`: by a download that
     /// prefetch started before go asked.
     Hit { hit: Hit, prefetched: bool },

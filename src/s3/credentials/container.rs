@@ -16,7 +16,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Where the credentials are served, and how to prove who asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
-    pub url: String,
+    pub(crate) url: String,
     token_file: Option<PathBuf>,
     token: Option<String>,
 }

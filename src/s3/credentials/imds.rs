@@ -13,9 +13,9 @@ pub(super) const TIMEOUT: Duration = Duration::from_secs(1);
 /// The metadata service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
-    pub base: String,
+    pub(crate) base: String,
     /// Reached as the chain's last resort (not answering then means "no credentials").
-    pub fallback: bool,
+    pub(crate) fallback: bool,
 }
 
 impl Endpoint {

@@ -20,13 +20,13 @@ use std::time::{Duration, SystemTime};
 
 /// A profile's console session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Login {
+pub(crate) struct Login {
     pub(crate) profile: String,
     /// The `login_session` ARN.
-    pub session: String,
+    pub(crate) session: String,
     pub(crate) cache_file: PathBuf,
     /// Sign-In's base URL.
-    pub signin: String,
+    pub(crate) signin: String,
 }
 
 /// The fields of the cache file that must be there (botocore's `_REQUIRED_TOKEN_FIELDS`).
@@ -34,7 +34,12 @@ const REQUIRED: [&str; 4] = ["accessToken", "refreshToken", "clientId", "dpopKey
 
 impl Login {
     /// The console session profile `name` names (`None`: no `login_session`).
-    pub fn from_profile(ctx: &Context, files: &Files, name: &str, props: &Properties) -> Result<Option<Login>, String> {
+    pub(crate) fn from_profile(
+        ctx: &Context,
+        files: &Files,
+        name: &str,
+        props: &Properties,
+    ) -> Result<Option<Login>, String> {
         let Some(session) = props.get("login_session") else { return Ok(None) };
         let dir = match ctx.var("AWS_LOGIN_CACHE_DIRECTORY") {
             Some(dir) => PathBuf::from(dir),
@@ -59,12 +64,12 @@ impl Login {
     }
 
     /// For messages: the session and the profile.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("console login {} (profile {})", self.session, self.profile)
     }
 
     /// What the user runs to sign in again.
-    pub fn advice(&self) -> String {
+    pub(crate) fn advice(&self) -> String {
         format!("run `aws login --profile {}`", self.profile)
     }
 
@@ -92,7 +97,7 @@ impl Login {
 
     /// The cached credentials, refreshed at Sign-In first when they expire within
     /// [`REFRESH_BEFORE`].
-    pub fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
+    pub(crate) fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
         let now = (ctx.now)();
         let cached = self.load(ctx)?;
         let issued = credentials_of(&cached)?;

@@ -15,7 +15,7 @@ mod sso_token;
 mod sts;
 
 pub(crate) use chain::Source;
-pub use chain::{resolve, Resolved};
+pub(crate) use chain::{resolve, Resolved};
 
 use super::http::Http;
 use std::collections::HashMap;
@@ -47,20 +47,20 @@ impl fmt::Debug for Credentials {
 
 /// Credentials as a source issued them: with an expiry for temporary ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issued {
+pub(crate) struct Issued {
     pub(crate) credentials: Credentials,
     pub(crate) expires: Option<SystemTime>,
 }
 
 /// Runs a `credential_process` command (already split into words) within a time bound;
 /// its standard output.
-pub type RunProcess = dyn Fn(&[String], Duration) -> Result<Vec<u8>, String> + Send + Sync;
+pub(crate) type RunProcess = dyn Fn(&[String], Duration) -> Result<Vec<u8>, String> + Send + Sync;
 
 /// Reads a file.
-pub type ReadFile = dyn Fn(&Path) -> std::io::Result<Vec<u8>> + Send + Sync;
+pub(crate) type ReadFile = dyn Fn(&Path) -> std::io::Result<Vec<u8>> + Send + Sync;
 
 /// Replaces a file's contents at once (see [`replace_file`]).
-pub type WriteFile = dyn Fn(&Path, &[u8]) -> std::io::Result<()> + Send + Sync;
+pub(crate) type WriteFile = dyn Fn(&Path, &[u8]) -> std::io::Result<()> + Send + Sync;
 
 /// What the providers may look at: the environment, files, the network, processes, and
 /// the clock. All injected, so the recorded exchanges replay in tests.
@@ -68,30 +68,30 @@ pub type WriteFile = dyn Fn(&Path, &[u8]) -> std::io::Result<()> + Send + Sync;
 pub struct Context {
     pub(crate) env: Arc<HashMap<String, String>>,
     /// Reads a file (`/` is the real root in production, a fixture directory in tests).
-    pub read_file: Arc<ReadFile>,
+    pub(crate) read_file: Arc<ReadFile>,
     /// Rewrites a token cache the way the SDKs do (the SSO token after a refresh).
-    pub write_file: Arc<WriteFile>,
+    pub(crate) write_file: Arc<WriteFile>,
     pub(crate) http: Arc<dyn Http>,
     pub(crate) run_process: Arc<RunProcess>,
     pub(crate) now: fn() -> SystemTime,
     /// `--profile`, when given.
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
 }
 
 impl Context {
     /// A variable of the environment, empty counting as unset.
-    pub fn var(&self, name: &str) -> Option<String> {
+    pub(crate) fn var(&self, name: &str) -> Option<String> {
         self.env.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
     /// A file's text; `None` if it does not exist or cannot be read.
-    pub fn text(&self, path: &Path) -> Option<String> {
+    pub(crate) fn text(&self, path: &Path) -> Option<String> {
         (self.read_file)(path).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 }
 
 /// The real environment, files, network and processes, for the profile `profile`.
-pub fn system(profile: Option<String>) -> Context {
+pub(crate) fn system(profile: Option<String>) -> Context {
     let agent_config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -113,7 +113,7 @@ pub fn system(profile: Option<String>) -> Context {
 /// hold secrets), flushes it to disk and renames it over `path`, as botocore and the Go
 /// SDK rewrite `~/.aws/sso/cache`: a reader (the AWS CLI, another go command) sees the old
 /// file or the new one, never a part.
-pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -134,7 +134,7 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Temporary credentials are refreshed this long before they expire.
-pub const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
+pub(crate) const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 
 /// Signing keys for one client: fixed ones, or the chain's, cached and refreshed.
 pub struct CredentialSource {
@@ -187,7 +187,7 @@ impl CredentialSource {
     }
 
     /// The default chain in `ctx`, resolved on the first [`CredentialSource::current`].
-    pub fn chain(ctx: Context) -> Arc<CredentialSource> {
+    pub(crate) fn chain(ctx: Context) -> Arc<CredentialSource> {
         Arc::new(CredentialSource {
             inner: Mutex::new(State::Unresolved),
             changed: Condvar::new(),
@@ -203,7 +203,7 @@ impl CredentialSource {
 
     /// The credentials to sign with now (`None`: the chain found none, sign nothing), or
     /// why there are none although a source was configured.
-    pub fn current(&self) -> Result<Option<Credentials>, String> {
+    pub(crate) fn current(&self) -> Result<Option<Credentials>, String> {
         let Some(ctx) = &self.ctx else {
             return match &*self.lock() {
                 State::Ready { current, .. } => Ok(current.as_ref().map(|i| i.credentials.clone())),
@@ -292,7 +292,7 @@ impl CredentialSource {
 
     /// The store said the token expired: the next [`CredentialSource::current`] fetches
     /// new credentials.
-    pub fn expire(&self) {
+    pub(crate) fn expire(&self) {
         if let State::Ready { current: Some(issued), source: Some(_) } = &mut *self.lock() {
             issued.expires = Some(SystemTime::UNIX_EPOCH);
         }
@@ -335,7 +335,7 @@ fn resolve_and_fetch(ctx: &Context) -> Result<(Option<Source>, Option<Issued>), 
 /// session token wherever they appear, and the value of any `Signature=` (an
 /// `Authorization` header or a presigned URL echoed back). The access key ID stays: it is
 /// not a secret and it tells the user which key was used.
-pub fn redact_secrets(text: &str, creds: Option<&Credentials>) -> String {
+pub(crate) fn redact_secrets(text: &str, creds: Option<&Credentials>) -> String {
     let mut out = text.to_string();
     if let Some(creds) = creds {
         for secret in [Some(creds.secret_access_key.as_str()), creds.session_token.as_deref()].into_iter().flatten() {
@@ -381,7 +381,7 @@ pub(crate) mod tests {
     /// Answers requests from a recorded list, in order; anything else is a failure.
     pub(crate) struct Replay {
         exchanges: Mutex<Vec<Exchange>>,
-        pub seen: Mutex<Vec<HttpRequest>>,
+        pub(crate) seen: Mutex<Vec<HttpRequest>>,
     }
 
     impl Replay {

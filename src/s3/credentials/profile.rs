@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// One section's properties, names lower-cased.
-pub type Properties = HashMap<String, String>;
+pub(crate) type Properties = HashMap<String, String>;
 
 /// Parses one ini-style AWS file into its sections (names as written, trimmed).
-pub fn parse(text: &str) -> HashMap<String, Properties> {
+pub(crate) fn parse(text: &str) -> HashMap<String, Properties> {
     let mut sections: HashMap<String, Properties> = HashMap::new();
     let mut current: Option<String> = None;
     let mut parent: Option<String> = None;
@@ -48,14 +48,14 @@ pub fn parse(text: &str) -> HashMap<String, Properties> {
 
 /// Both files, parsed.
 #[derive(Debug, Default, Clone)]
-pub struct Files {
+pub(crate) struct Files {
     config: HashMap<String, Properties>,
     credentials: HashMap<String, Properties>,
 }
 
 /// Where the files are, by the SDKs' rules (the home folder is `USERPROFILE` on Windows
 /// when `HOME` is unset).
-pub fn paths(env: &dyn Fn(&str) -> Option<String>) -> (Option<PathBuf>, Option<PathBuf>) {
+pub(crate) fn paths(env: &dyn Fn(&str) -> Option<String>) -> (Option<PathBuf>, Option<PathBuf>) {
     let home = env("HOME")
         .filter(|h| !h.is_empty())
         .or_else(|| env("USERPROFILE").filter(|h| cfg!(windows) && !h.is_empty()))
@@ -72,7 +72,7 @@ pub fn paths(env: &dyn Fn(&str) -> Option<String>) -> (Option<PathBuf>, Option<P
 /// user meant, with which endpoint, is unknown. A default file that is absent is not.
 /// Returns the files (a file with a problem as empty) and the first problem, naming the
 /// setting and the file.
-pub fn load(env: &dyn Fn(&str) -> Option<String>) -> (Files, Option<String>) {
+pub(crate) fn load(env: &dyn Fn(&str) -> Option<String>) -> (Files, Option<String>) {
     let (config, credentials) = paths(env);
     let mut problem = None;
     let mut read = |path: Option<PathBuf>, var: &str| {
@@ -128,12 +128,12 @@ fn validate(text: &str) -> Result<(), String> {
 
 impl Files {
     /// The two files' texts (absent files are empty).
-    pub fn from_texts(config: &str, credentials: &str) -> Files {
+    pub(crate) fn from_texts(config: &str, credentials: &str) -> Files {
         Files { config: parse(config), credentials: parse(credentials) }
     }
 
     /// The merged properties of profile `name`, or `None` if neither file has it.
-    pub fn profile(&self, name: &str) -> Option<Properties> {
+    pub(crate) fn profile(&self, name: &str) -> Option<Properties> {
         let in_config = if name == "default" {
             self.config.get("default").or_else(|| self.config.get("profile default"))
         } else {
@@ -149,18 +149,18 @@ impl Files {
     }
 
     /// A `[services NAME]` section of the config file.
-    pub fn services(&self, name: &str) -> Option<&Properties> {
+    pub(crate) fn services(&self, name: &str) -> Option<&Properties> {
         self.config.get(&format!("services {name}"))
     }
 
     /// An `[sso-session NAME]` section of the config file.
-    pub fn sso_session(&self, name: &str) -> Option<&Properties> {
+    pub(crate) fn sso_session(&self, name: &str) -> Option<&Properties> {
         self.config.get(&format!("sso-session {name}"))
     }
 
     /// The S3 endpoint a profile names: `s3.endpoint_url` in its services section, then its
     /// own `s3.endpoint_url`, then its `endpoint_url`.
-    pub fn s3_endpoint(&self, profile: &Properties) -> Option<String> {
+    pub(crate) fn s3_endpoint(&self, profile: &Properties) -> Option<String> {
         let from_services =
             profile.get("services").and_then(|s| self.services(s)).and_then(|s| s.get("s3.endpoint_url"));
         from_services.or_else(|| profile.get("s3.endpoint_url")).or_else(|| profile.get("endpoint_url")).cloned()

@@ -33,11 +33,11 @@ use std::time::{Duration, SystemTime};
 
 /// A profile's SSO role.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sso {
+pub(crate) struct Sso {
     pub(crate) account_id: String,
     pub(crate) role_name: String,
     /// The portal's base URL.
-    pub portal: String,
+    pub(crate) portal: String,
     pub(crate) login: TokenSource,
 }
 
@@ -47,7 +47,12 @@ const SSO_KEYS: [&str; 5] = ["sso_session", "sso_start_url", "sso_region", "sso_
 impl Sso {
     /// The SSO role profile `name` describes (`None`: it has no `sso_*` property), or why
     /// it cannot work, checked as botocore checks it.
-    pub fn from_profile(ctx: &Context, files: &Files, name: &str, props: &Properties) -> Result<Option<Sso>, String> {
+    pub(crate) fn from_profile(
+        ctx: &Context,
+        files: &Files,
+        name: &str,
+        props: &Properties,
+    ) -> Result<Option<Sso>, String> {
         if !SSO_KEYS.iter().any(|k| props.contains_key(*k)) {
             return Ok(None);
         }
@@ -108,12 +113,12 @@ impl Sso {
     }
 
     /// For messages: the role, its account and the profile.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("SSO role {} in account {} (profile {})", self.role_name, self.account_id, self.login.profile)
     }
 
     /// The role's credentials from the portal, with the cached login (refreshed if need be).
-    pub fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
+    pub(crate) fn fetch(&self, ctx: &Context) -> Result<Issued, String> {
         let token = self.login.token(ctx)?;
         let url = format!(
             "{}/federation/credentials?account_id={}&role_name={}",

@@ -25,21 +25,21 @@ pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TokenSource {
     /// The profile that names the login (for `aws sso login --profile`).
-    pub profile: String,
+    pub(crate) profile: String,
     /// The sso-session's name; `None` for a legacy profile.
-    pub session: Option<String>,
-    pub start_url: String,
+    pub(crate) session: Option<String>,
+    pub(crate) start_url: String,
     /// `sso_region`: where SSO OIDC and the portal are.
-    pub region: String,
-    pub cache_file: PathBuf,
+    pub(crate) region: String,
+    pub(crate) cache_file: PathBuf,
     /// SSO OIDC's base URL.
-    pub oidc: String,
+    pub(crate) oidc: String,
 }
 
 /// An access token to present to the portal.
 pub(crate) struct Token {
-    pub access_token: String,
-    pub expires: SystemTime,
+    pub(crate) access_token: String,
+    pub(crate) expires: SystemTime,
 }
 
 impl fmt::Debug for Token {
@@ -51,9 +51,9 @@ impl fmt::Debug for Token {
 /// What `check` says about a login: when its token expires and whether it can be refreshed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Status {
-    pub expires: SystemTime,
+    pub(crate) expires: SystemTime,
     /// Until when the token can be refreshed (the client registration's expiry), or why not.
-    pub refreshable: Result<SystemTime, String>,
+    pub(crate) refreshable: Result<SystemTime, String>,
 }
 
 /// The cache file's fields, all kept for the rewrite. `Debug` prints no secret.

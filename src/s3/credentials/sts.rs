@@ -17,21 +17,21 @@ const STS_TIMEOUT: Duration = Duration::from_secs(10);
 /// A role to take with a web identity token from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WebIdentity {
-    pub role_arn: String,
-    pub session_name: String,
-    pub token_file: PathBuf,
-    pub region: String,
-    pub endpoint: Option<String>,
+    pub(crate) role_arn: String,
+    pub(crate) session_name: String,
+    pub(crate) token_file: PathBuf,
+    pub(crate) region: String,
+    pub(crate) endpoint: Option<String>,
 }
 
 /// A role to take with other credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AssumeRole {
-    pub role_arn: String,
-    pub session_name: String,
-    pub external_id: Option<String>,
-    pub region: String,
-    pub endpoint: Option<String>,
+    pub(crate) role_arn: String,
+    pub(crate) session_name: String,
+    pub(crate) external_id: Option<String>,
+    pub(crate) region: String,
+    pub(crate) endpoint: Option<String>,
 }
 
 /// `gocacheprog-s3-<unix seconds>`, as the SDKs make one up when none is configured.
