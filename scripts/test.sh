@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (Garage,
-# s3s-fs, moto, boto3, Go >= 1.24, clippy/rustfmt, the musl target and the MSRV
-# toolchain; scripts/dist.sh adds the cross targets, zig, mingw-w64; build-cross.sh
-# qemu-user and wine; image.sh buildah, skopeo, umoci), then checks formatting, lints,
-# the docs, the packaged crate and the declared MSRV, builds the release archives of all
-# five targets, checks the workflows, tests the GitHub Action and the image, runs the
-# unit tests on Windows under wine, and runs every test. Idempotent; quick when
-# everything is installed.
+# s3s-fs, moto, boto3, Go >= 1.24, shellcheck, pyflakes, clippy/rustfmt, the musl target
+# and the MSRV toolchain; scripts/dist.sh adds the cross targets, zig, mingw-w64;
+# build-cross.sh qemu-user and wine; image.sh buildah, skopeo, umoci), then checks
+# formatting, lints (the scripts too), the docs, the packaged crate and the declared
+# MSRV, builds the release archives of all five targets, checks the workflows, tests the
+# GitHub Action and the image, runs the unit tests on Windows under wine, and runs every
+# test. Idempotent; quick when everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,7 @@ for component in clippy rustfmt; do
 done
 
 cargo fmt --all -- --check
+scripts/check-scripts.sh
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 # `cargo install`: the packaged crate holds only what a build needs (no tests, test data
