@@ -10,6 +10,7 @@ pub mod servers;
 pub mod signin;
 pub mod sso;
 pub mod standin;
+pub mod stats;
 pub mod tls;
 
 use std::sync::Mutex;
