@@ -27,4 +27,4 @@ pub mod random;
 pub mod remote;
 pub mod s3;
 pub(crate) mod server;
-pub(crate) mod stats;
+pub mod stats;

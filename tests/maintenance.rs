@@ -5,10 +5,10 @@
 
 use crate::common;
 
-use common::faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
 use common::go::{bin, cache_entries, quote_field, stat, Prog, Sandbox};
 use common::remote::{go_remote, store_env};
 use common::servers::S3Server;
+use faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

@@ -5,10 +5,10 @@
 
 use crate::common;
 
-use common::faultproxy::{Proxy, ProxyConfig};
 use common::go::{b64, cache_entries, read_stats, scratch_dir, sha256, stat, GoRun, Sandbox, Session};
 use common::remote::{go_remote, go_via, refs};
 use common::servers::S3Server;
+use faultproxy::{Proxy, ProxyConfig};
 use gocacheprog_s3::id::Id;
 use gocacheprog_s3::remote::layout::{Form, Layout};
 use gocacheprog_s3::remote::manifest::{key_name, Manifest, ManifestEntry};

@@ -6,10 +6,10 @@
 
 use crate::common;
 
-use common::faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
 use common::go::{sha256_file, stat, Prog, Sandbox};
 use common::remote::{go_remote, refs, store_env, unreachable_store_env};
 use common::servers::{free_port, S3Server};
+use faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The integration tests, in one binary (the shared helpers are compiled once): the real
 //! binary under the real go, against real S3-compatible stores on 127.0.0.1, and the
-//! faults injected between them by `common::faultproxy`.
+//! faults injected between them by the `faultproxy` crate (tests/faultproxy).
 
 mod common;
 
