@@ -13,6 +13,7 @@
 pub mod log;
 
 pub mod base64;
+pub mod build_config;
 pub mod cli;
 pub mod clock;
 pub mod commands;
