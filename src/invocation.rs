@@ -7,9 +7,9 @@
 //! build configuration (`-race`, `-tags`, ...: see `build_config`): each of these changes
 //! nearly every action ID, so sessions that differ in one of them share almost nothing.
 //! The go subcommand is deliberately not part of it: `go build` and `go test` of a module
-//! share their dependencies' actions, so one manifest serves both (and each prefetches
-//! the other's outputs, which the other then finds local). What the command builds (its
-//! subcommand, directory and packages) is the session's kind within the manifest.
+//! share their dependencies' actions, so one manifest serves both. What the command
+//! builds (its subcommand, directory and packages) is the session's kind within the
+//! manifest, which keeps each kind's working set apart.
 
 use crate::build_config::BuildConfig;
 use std::path::{Path, PathBuf};
