@@ -307,6 +307,10 @@ fn race_and_plain_builds_do_not_prefetch_each_other() {
     };
     go("plain-fill", BUILD).assert_ok();
     go("race-fill", RACE).assert_ok();
+    let mut written = manifests(&server, "kinds");
+    written.sort();
+    assert_eq!(written.len(), 2, "a manifest per configuration: {written:?}");
+    assert!(written[0].ends_with("-cgo") && written[1].ends_with("-cgo/race"), "{written:?}");
     // What a race build asks for, from a runner that neither prefetches nor records.
     let mut env = store_env(&sb, &server, &server.endpoint, "race-ref");
     env.push(("CGO_ENABLED".into(), "1".into()));
