@@ -15,6 +15,7 @@
 pub mod log;
 
 pub mod base64;
+pub(crate) mod build_config;
 pub mod calendar;
 pub mod cli;
 pub mod commands;

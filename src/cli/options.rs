@@ -247,7 +247,7 @@ pub const OPTIONS: &[Opt] = &[
     opt(
         "prefetch-key",
         Some("K"),
-        Described("module path, go version, GOOS-GOARCH and cgo of the build"),
+        Described("module path, go version, target, cgo and build flags (docs/architecture.md, Prefetch)"),
         "names the working-set manifest",
     ),
     opt("prefetch-workers", Some("N"), Value("64"), "parallel prefetch downloads (go's own gets go first)"),

@@ -1,8 +1,8 @@
 //! Prefetch of the working set. At the start of a building session the manifest of its
-//! build key says what the last sessions used; everything of it missing locally is queued
-//! at background priority, so it is downloaded in parallel before go asks (a get for one
-//! of them joins its download, or finds it local). At the end, the session merges what
-//! it used into the manifest.
+//! build key says what the last session of its kind used; everything of it missing
+//! locally is queued at background priority, so it is downloaded in parallel before go
+//! asks (a get for one of them joins its download, or finds it local). At the end, what
+//! the session used replaces its kind's set in the manifest.
 
 use super::download::Downloads;
 use super::manifest::{self, Manifest};
@@ -27,6 +27,9 @@ pub struct Plan {
     pub prefetch: bool,
     /// What identifies "the same build" (see `invocation`), or the user's `--prefetch-key`.
     pub build_key: String,
+    /// The session's kind of go command within the build key's manifest
+    /// (`manifest::kind_id` of what it builds).
+    pub kind: u64,
     /// Download threads that take background work (and urgent work first).
     pub workers: usize,
     /// The most bytes prefetch may queue.
@@ -193,7 +196,7 @@ impl Prefetch {
         let mut wanted = Vec::new();
         let mut sent = 0;
         let mut bytes = 0u64;
-        for entry in manifest.current() {
+        for entry in manifest.for_kind(plan.kind) {
             if health.is_switched_off(Direction::Reads) {
                 break;
             }
@@ -265,7 +268,7 @@ impl Prefetch {
             return;
         }
         let now = unix_now();
-        let merged = base.merged(&used, &lock(&session.gone), now);
+        let merged = base.merged(self.plan.kind, &used, &lock(&session.gone), now);
         // A manifest in use is rewritten once its object is as old as an output would be
         // refreshed at, so expiry by date (lifecycle rules, prune) keeps it with its outputs.
         let object_stale = super::refresh::is_due(dated, self.refresh_after, client.now());
