@@ -120,7 +120,8 @@ fn dripping_store_is_cut_by_the_get_deadline() {
     let sb = Sandbox::new("drip");
     fill(&sb, &server, &proxy, "drip");
     proxy.set_faults(vec![FaultRule::new(Fault::DripBody { bytes_per_sec: 1 }).for_method("GET")]);
-    let run = build(&sb, &server, &proxy, "dripped", &["--prefix", "drip", "--get-timeout", "2s"]);
+    let run =
+        build(&sb, &server, &proxy, "dripped", &["--prefix", "drip", "--get-timeout", "2s", "--probe-interval", "0"]);
     let stats = sb.last_stats();
     assert_eq!(stat(&stats, "remote_disabled"), 1, "{stats}\n{}", run.stderr);
     assert!(stat(&stats, "timeouts") + stat(&stats, "get_timeouts") >= 1, "{stats}");

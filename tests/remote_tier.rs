@@ -256,12 +256,14 @@ fn close_reports_and_bounds_slow_uploads() {
     proxy.set_faults(vec![FaultRule::new(Fault::StallBeforeHeaders).for_method("PUT")]);
     let sb = Sandbox::new("slowput");
     let env = store_env(&sb, &server, &proxy.endpoint(), "tier");
-    // A slow store, not a stalled one: the stall bound is above the close bound.
+    // A slow store, not a stalled one: the stall bound is above the close bound, and
+    // above any build's length on a loaded runner (at 60 s, a build of 87 s saw its first
+    // PUTs time out before the close).
     let prog = [
         "--timeout",
-        "60s",
+        "600s",
         "--stall-timeout",
-        "60s",
+        "600s",
         "--close-timeout",
         "4s",
         "--workers",
