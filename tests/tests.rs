@@ -13,6 +13,7 @@ mod maintenance;
 mod prefetch;
 mod remote_tier;
 mod s3_client;
+mod scopes;
 mod servers_smoke;
 mod static_binary;
 mod store_access;

@@ -42,8 +42,12 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct RemoteConfig {
     pub bucket: String,
-    /// Key prefix without a trailing slash (may be empty).
+    /// Key prefix without a trailing slash (may be empty): the session's own scope,
+    /// the only one it writes.
     pub prefix: String,
+    /// Prefixes reads fall back to after `prefix`, in order (`--read-prefix`); never
+    /// written. Without slashes at either end, none equal to `prefix`, each once.
+    pub read_prefixes: Vec<String>,
     pub region: String,
     pub endpoint: Endpoint,
     pub addressing: Addressing,
@@ -195,6 +199,22 @@ impl Lookup<'_> {
             self.note(option, value.clone(), source.clone());
         }
         found
+    }
+
+    /// Every value of a repeatable option: the flags given, else its variable as a
+    /// comma-separated list; noted together.
+    fn list(&self, option: &'static str) -> Vec<String> {
+        let given = self.raw.values_of(option);
+        let (values, source): (Vec<String>, String) = if given.is_empty() {
+            match self.get(option) {
+                Some((v, source)) => (v.split(',').map(|p| p.trim().to_string()).collect(), source),
+                None => return Vec::new(),
+            }
+        } else {
+            (given.iter().map(|v| v.to_string()).collect(), format!("--{option}"))
+        };
+        self.note(option, values.join(", "), source);
+        values
     }
 
     /// The given value, else the table's default (`Fallback::Value`).
@@ -381,6 +401,7 @@ fn remote_config(
     }
     let prefix = look.get_or_default("prefix").map_or(String::new(), |(p, _)| p);
     let prefix = prefix.trim_matches('/').to_string();
+    let read_prefixes = read_prefixes(look, &prefix);
     // The shared files' profile: its region and endpoints come after the environment's.
     let profile_name = look.get("profile").map(|(p, _)| p);
     let (files, profile) = shared_profile(env, profile_name.as_deref().unwrap_or("default"));
@@ -452,6 +473,7 @@ fn remote_config(
     Ok(RemoteConfig {
         bucket,
         prefix,
+        read_prefixes,
         region,
         endpoint,
         addressing,
@@ -485,6 +507,20 @@ fn remote_config(
             .unwrap_or(Form::Lz4),
         refresh_after: Some(look.duration("refresh-after")?).filter(|d| !d.is_zero()),
     })
+}
+
+/// `--read-prefix`: without slashes at either end, each once, in the order given; the
+/// session's own `prefix` is dropped (it is read first anyway), so one setting can serve
+/// the jobs of the base branch and of its pull requests.
+fn read_prefixes(look: &Lookup, prefix: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in look.list("read-prefix") {
+        let p = p.trim_matches('/').to_string();
+        if p != prefix && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// The certificates of a PEM file.
@@ -798,6 +834,27 @@ mod tests {
         assert!(run(&["b", "--sse-kms-key-id", "k"], &[GOCACHE]).unwrap_err().0.contains("needs --sse aws:kms"));
         let err = run(&["b"], &[GOCACHE, ("AWS_CA_BUNDLE", "/no/such/bundle.pem")]).unwrap_err();
         assert!(err.0.starts_with("AWS_CA_BUNDLE: cannot read the CA bundle /no/such/bundle.pem"), "{err}");
+    }
+
+    #[test]
+    fn read_prefixes_in_order_from_flags_or_the_variable() {
+        let r = run(
+            &["b", "--prefix", "pr/7/", "--read-prefix", "/main/", "--read-prefix", "release", "--read-prefix=main"],
+            &[GOCACHE, ("GOCACHEPROG_S3_READ_PREFIX", "ignored")],
+        )
+        .unwrap()
+        .remote
+        .unwrap();
+        assert_eq!((r.prefix.as_str(), r.read_prefixes.clone()), ("pr/7", vec!["main".to_string(), "release".into()]));
+        let c = run(&["b"], &[GOCACHE, ("GOCACHEPROG_S3_READ_PREFIX", "main, go-cache ,release")]).unwrap();
+        let setting = c.settings.iter().find(|s| s.name == "read-prefix").unwrap();
+        assert_eq!(
+            (setting.value.as_str(), setting.source.as_str()),
+            ("main, go-cache, release", "GOCACHEPROG_S3_READ_PREFIX")
+        );
+        // The own prefix (go-cache, the default) is read first anyway.
+        assert_eq!(c.remote.unwrap().read_prefixes, vec!["main".to_string(), "release".into()]);
+        assert!(run(&["b"], &[GOCACHE]).unwrap().remote.unwrap().read_prefixes.is_empty());
     }
 
     #[test]
