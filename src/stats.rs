@@ -112,6 +112,8 @@ counters! {
     refreshes,
     /// of those, rewrites that failed (the object is only dated by its upload).
     refresh_errors,
+    /// of the objects downloaded (gets and prefetch), those from a --read-prefix scope.
+    read_scope_downloads,
 }
 
 impl Default for Stats {
@@ -167,7 +169,15 @@ impl Stats {
             (
                 "bucket hits".into(),
                 get("remote_hits"),
-                format!("{} downloaded, {} by prefetch", human_bytes(get("bytes_downloaded")), get("prefetch_hits")),
+                format!(
+                    "{} downloaded, {} by prefetch{}",
+                    human_bytes(get("bytes_downloaded")),
+                    get("prefetch_hits"),
+                    match get("read_scope_downloads") {
+                        0 => String::new(),
+                        n => format!(", {n} objects from --read-prefix scopes"),
+                    }
+                ),
             ),
             (
                 "misses".into(),

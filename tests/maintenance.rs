@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 const DAY: Duration = Duration::from_secs(86_400);
 const BUILD: &[&str] = &["build", "./..."];
 
-fn age(path: &Path, by: Duration) {
+pub fn age(path: &Path, by: Duration) {
     File::options().write(true).open(path).unwrap().set_modified(SystemTime::now() - by).unwrap();
 }
 
@@ -103,12 +103,12 @@ fn trim_removes_what_no_build_used_and_nothing_else() {
 }
 
 /// The s3s-fs file behind an object key.
-fn object_file(server: &S3Server, key: &str) -> PathBuf {
+pub fn object_file(server: &S3Server, key: &str) -> PathBuf {
     server.dir().join("root").join(&server.bucket).join(key)
 }
 
 /// key → (size, last modified unix seconds, metadata), by boto3 (an independent listing).
-fn listing(server: &S3Server, prefix: &str) -> BTreeMap<String, (u64, f64, serde_json::Value)> {
+pub fn listing(server: &S3Server, prefix: &str) -> BTreeMap<String, (u64, f64, serde_json::Value)> {
     server
         .list(prefix)
         .into_iter()

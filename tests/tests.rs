@@ -21,6 +21,7 @@ mod quiet;
 mod remote_tier;
 mod report;
 mod s3_client;
+mod scopes;
 mod servers_smoke;
 mod sso;
 mod stamp;

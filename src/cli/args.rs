@@ -22,6 +22,11 @@ impl Raw {
         self.values.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Every value given for `name` (a repeatable option), in order.
+    pub fn values_of(&self, name: &str) -> Vec<&str> {
+        self.values.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
     pub fn has(&self, switch: &str) -> bool {
         self.switches.contains(&switch)
     }

@@ -168,6 +168,13 @@ pub const OPTIONS: &[Opt] = &[
         aliases: &["s3-prefix"],
         ..opt("prefix", Some("P"), Value("go-cache"), "key prefix in the bucket; objects are P/<action ID>[.lz4]")
     },
+    opt(
+        "read-prefix",
+        Some("P"),
+        Fallback::None,
+        "a prefix reads fall back to after --prefix, never written (a pull request reads its base branch's \
+         scope); repeat it for more, in order; the variable takes a comma-separated list",
+    ),
     Opt {
         also_env: &["AWS_REGION", "AWS_DEFAULT_REGION"],
         ..opt(

@@ -48,6 +48,7 @@ pub struct StatsFile {
     pub close_wait_ms: u64,
     pub refreshes: u64,
     pub refresh_errors: u64,
+    pub read_scope_downloads: u64,
     pub duration_ms: u64,
 }
 
