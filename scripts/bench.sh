@@ -349,7 +349,7 @@ fi
 meta garage "$GARAGE_VERSION"
 LAT_TEXT=$(printf '%s ms, ' "${LATENCIES[@]}")
 LAT_TEXT=${LAT_TEXT%, }
-meta proxy "faultproxy (\`cargo build --release --features dev-proxy --bin faultproxy\`): $LAT_TEXT per round trip, $BANDWIDTH_MB MB/s (\`--bandwidth-mbps $BANDWIDTH_MB\`)"
+meta proxy "faultproxy (\`cargo build --release -p faultproxy\`): $LAT_TEXT per round trip, $BANDWIDTH_MB MB/s (\`--bandwidth-mbps $BANDWIDTH_MB\`)"
 meta proxy_ceiling "$PROXY_CEILING"
 meta reps "$REPS"
 meta latencies "${LATENCIES[*]}"

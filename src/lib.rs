@@ -17,6 +17,7 @@
 pub mod log;
 
 pub mod base64;
+pub(crate) mod build_config;
 pub mod calendar;
 pub mod cli;
 pub mod commands;
@@ -29,4 +30,4 @@ pub mod random;
 pub mod remote;
 pub mod s3;
 pub(crate) mod server;
-pub(crate) mod stats;
+pub mod stats;

@@ -112,6 +112,8 @@ counters! {
     refreshes,
     /// of those, rewrites that failed (the object is only dated by its upload).
     refresh_errors,
+    /// of the objects downloaded (gets and prefetch), those from a --read-prefix scope.
+    read_scope_downloads,
 }
 
 impl Default for Stats {
@@ -167,7 +169,15 @@ impl Stats {
             (
                 "bucket hits".into(),
                 get("remote_hits"),
-                format!("{} downloaded, {} by prefetch", human_bytes(get("bytes_downloaded")), get("prefetch_hits")),
+                format!(
+                    "{} downloaded, {} by prefetch{}",
+                    human_bytes(get("bytes_downloaded")),
+                    get("prefetch_hits"),
+                    match get("read_scope_downloads") {
+                        0 => String::new(),
+                        n => format!(", {n} objects from --read-prefix scopes"),
+                    }
+                ),
             ),
             (
                 "misses".into(),
@@ -226,31 +236,50 @@ pub(crate) fn human_bytes(n: u64) -> String {
 mod tests {
     use super::*;
 
+    /// Where the stats fields are documented for users (one place, for when it moves).
+    const STATS_DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
+
+    /// The field names of the documentation's stats table (`| field | meaning |`), in order.
+    fn documented_stats_fields() -> Vec<String> {
+        let doc = std::fs::read_to_string(STATS_DOC).unwrap();
+        let table = doc.split("\n| field | meaning |\n| --- | --- |\n").nth(1);
+        let table = table.unwrap_or_else(|| panic!("{STATS_DOC} has no `| field | meaning |` table"));
+        let fields: Vec<String> = table
+            .lines()
+            .take_while(|line| line.starts_with('|'))
+            .map(|row| {
+                let cell = row.split('|').nth(1).unwrap_or("").trim();
+                let name = cell.strip_prefix('`').and_then(|c| c.strip_suffix('`'));
+                name.unwrap_or_else(|| panic!("a row of {STATS_DOC}'s stats table names no field: {row}")).to_string()
+            })
+            .collect();
+        assert!(!fields.is_empty(), "{STATS_DOC}'s stats table is empty");
+        fields
+    }
+
+    /// The JSON has exactly the documented fields, in the table's order, each a number.
     #[test]
     fn json_has_every_documented_field() {
         let stats = Stats::new();
         inc(&stats.gets);
         add(&stats.bytes_uploaded, 1234);
-        let v: serde_json::Value = serde_json::from_str(&stats.to_json()).unwrap();
-        for field in [
-            "gets",
-            "local_hits",
-            "remote_hits",
-            "misses",
-            "get_errors",
-            "puts",
-            "put_errors",
-            "uploads",
-            "upload_errors",
-            "bytes_read_local",
-            "bytes_downloaded",
-            "bytes_uploaded",
-            "duration_ms",
-        ] {
-            assert!(v.get(field).is_some_and(|x| x.is_u64()), "missing {field}");
+        let json = stats.to_json();
+        let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let documented = documented_stats_fields();
+        let written: Vec<(&str, u64)> = stats.snapshot();
+        let written: Vec<&str> = written.iter().map(|(name, _)| *name).collect();
+        assert_eq!(written, documented, "the counters and {STATS_DOC}'s table differ (names or order)");
+        let mut keys: Vec<&str> = v.keys().map(String::as_str).collect();
+        let mut sorted: Vec<&str> = documented.iter().map(String::as_str).collect();
+        keys.sort();
+        sorted.sort();
+        assert_eq!(keys, sorted, "the stats JSON's fields are not {STATS_DOC}'s");
+        for (name, value) in &v {
+            assert!(value.is_u64(), "{name} is not a counter: {json}");
         }
         assert_eq!(v["gets"], 1);
         assert_eq!(v["bytes_uploaded"], 1234);
+        assert_eq!(v["puts"], 0);
     }
 
     #[test]

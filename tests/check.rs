@@ -73,14 +73,17 @@ fn a_passing_check_reports_everything_and_leaves_nothing_behind() {
     // --json: the same, for machines.
     let run = check(&server, &[], &["--json", "--prefix", "team/cache"]);
     assert!(passed(&run), "{}\n{}", run.stdout, run.stderr);
-    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
-    assert_eq!(report["ok"], true, "{report}");
-    assert!(report["probe_key"].as_str().unwrap().starts_with("team/cache/_check/"), "{report}");
-    let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["credentials", "write", "read", "verify", "delete", "list"], "{report}");
-    assert!(report["steps"].as_array().unwrap().iter().all(|s| s["ms"].is_number() && s["ok"] == true), "{report}");
-    assert_eq!(report["credentials"]["access_key_id"], server.access_key.as_str());
-    assert!(report["settings"].as_array().unwrap().iter().any(|s| s["name"] == "prefix" && s["value"] == "team/cache"));
+    let report: CheckReport = serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("check --json does not decode as CheckReport: {e}\n{}", run.stdout));
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.bucket.as_str(), report.prefix.as_str()), (server.bucket.as_str(), "team/cache"));
+    assert!(report.endpoint.starts_with("http://127.0.0.1:"), "{report:?}");
+    assert!(report.probe_key.starts_with("team/cache/_check/"), "{report:?}");
+    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(steps, ["credentials", "write", "read", "verify", "delete", "list"], "{report:?}");
+    assert!(report.steps.iter().all(|s| s.ms.is_some() && s.ok && s.cause.is_none() && s.fix.is_none()), "{report:?}");
+    assert_eq!(report.credentials.access_key_id.as_deref(), Some(server.access_key.as_str()));
+    assert!(report.settings.iter().any(|s| s.name == "prefix" && s.value == "team/cache" && !s.source.is_empty()));
 
     // --read-only: reads only; nothing is written.
     let body = common::go::fresh_dir("check-ro").join("body");
@@ -173,4 +176,53 @@ fn a_wrong_secret_is_a_signature_mismatch() {
     let run = check(&server, &[("AWS_SECRET_ACCESS_KEY", &wrong)], &[]);
     assert!(failed(&run), "{}", run.stdout);
     says(&run, "FAIL", "write", &["signature mismatch", "secret key", &server.access_key]);
+}
+
+/// `check --json`, decoded into types: a field added, dropped or renamed fails the test
+/// (`deny_unknown_fields`), as ripgrep's tests/json.rs decodes its output.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // decoding is part of the check
+struct CheckReport {
+    ok: bool,
+    bucket: String,
+    endpoint: String,
+    prefix: String,
+    probe_key: String,
+    settings: Vec<CheckSetting>,
+    credentials: CheckCredentials,
+    steps: Vec<CheckStep>,
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckSetting {
+    name: String,
+    value: String,
+    source: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct CheckCredentials {
+    source: Option<String>,
+    access_key_id: Option<String>,
+    expires: Option<String>,
+    login: Option<String>,
+    tried: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct CheckStep {
+    step: String,
+    ok: bool,
+    fatal: bool,
+    ms: Option<f64>,
+    detail: String,
+    cause: Option<String>,
+    fix: Option<String>,
 }

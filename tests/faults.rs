@@ -1,17 +1,17 @@
-//! Faults between the binary and a real store, injected by `common::faultproxy`: each
-//! test runs a real go build through the proxy and checks that the build succeeds with
-//! correct outputs, that the stats say what happened, and that the fault cost a bounded
-//! time. That cost is the program's own figure where the faulty build does other work
-//! than a fault-free one (it compiles what the bucket could not give): `bucket_hold_ms`,
-//! the time during which some get of go's waited on the bucket. Wall time is compared
-//! only against a build doing the same work in the same run.
+//! Faults between the binary and a real store, injected by the `faultproxy` crate
+//! (tests/faultproxy): each test runs a real go build through the proxy and checks that
+//! the build succeeds with correct outputs, that the stats say what happened, and that
+//! the fault cost a bounded time. That cost is the program's own figure where the faulty
+//! build does other work than a fault-free one (it compiles what the bucket could not
+//! give): `bucket_hold_ms`, the time during which some get of go's waited on the bucket.
+//! Wall time is compared only against a build doing the same work in the same run.
 
 use crate::common;
 
-use common::faultproxy::{Bomb, Fault, FaultRule, Proxy, ProxyConfig};
 use common::go::{cache_entries, output_path, run_cacheprog, sha256_file, stat, GoRun, Sandbox};
 use common::remote::go_via;
 use common::servers::S3Server;
+use faultproxy::{Bomb, Fault, FaultRule, Proxy, ProxyConfig};
 use gocacheprog_s3::s3::client::{Bounds, Upload};
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,8 @@ fn dripping_store_is_cut_by_the_get_deadline() {
     let sb = Sandbox::new("drip");
     fill(&sb, &server, &proxy, "drip");
     proxy.set_faults(vec![FaultRule::new(Fault::DripBody { bytes_per_sec: 1 }).for_method("GET")]);
-    let run = build(&sb, &server, &proxy, "dripped", &["--prefix", "drip", "--get-timeout", "2s"]);
+    let run =
+        build(&sb, &server, &proxy, "dripped", &["--prefix", "drip", "--get-timeout", "2s", "--probe-interval", "0"]);
     let stats = sb.last_stats();
     assert_eq!(stat(&stats, "remote_disabled"), 1, "{stats}\n{}", run.stderr);
     assert!(stat(&stats, "timeouts") + stat(&stats, "get_timeouts") >= 1, "{stats}");

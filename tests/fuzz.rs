@@ -194,10 +194,11 @@ fn manifests() {
             action: Id([n; 32]),
             output: Id([n; 32]),
             size: u64::from(n),
-            used: 1,
+            kinds: 1 << n,
         })
         .collect();
-    let seeds = vec![Manifest { entries }.to_bytes(), Manifest::default().to_bytes()];
+    let kinds = (0..3u64).map(|id| gocacheprog_s3::remote::manifest::Kind { id, used: 1 }).collect();
+    let seeds = vec![Manifest { kinds, entries }.to_bytes(), Manifest::default().to_bytes()];
     fuzz("manifest", 4, &seeds, &|input| {
         if let Ok(m) = Manifest::parse(input) {
             assert_eq!(m.to_bytes(), input, "what parses serialises back");

@@ -304,7 +304,11 @@ fn protocol_edge_cases_over_stdin() {
     assert!(r[&3].get("Err").is_none(), "{}", r[&3]);
     assert_eq!(fs::read(disk_path(&r[&3])).unwrap(), body3);
     let err = r[&4]["Err"].as_str().unwrap_or_else(|| panic!("{}", r[&4]));
-    assert!(!err.is_empty());
+    // It names the action and both hashes, and says what happens and what to do.
+    for part in [hex::encode(a4), hex::encode(sha256(&body4)), hex::encode(sha256(b"something else"))] {
+        assert!(err.contains(&part), "the message lacks {part}: {err}");
+    }
+    assert!(err.contains("not stored") && err.contains("report it as a bug"), "{err}");
     assert!(r[&4].get("DiskPath").is_none(), "{}", r[&4]);
     for output in [sha256(b"something else"), sha256(&body4)] {
         assert!(!output_path(&cache, &hex::encode(output)).exists());

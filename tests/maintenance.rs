@@ -5,10 +5,10 @@
 
 use crate::common;
 
-use common::faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
 use common::go::{bin, cache_entries, quote_field, stat, Prog, Sandbox};
 use common::remote::{go_remote, store_env};
 use common::servers::S3Server;
+use faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 const DAY: Duration = Duration::from_secs(86_400);
 const BUILD: &[&str] = &["build", "./..."];
 
-fn age(path: &Path, by: Duration) {
+pub fn age(path: &Path, by: Duration) {
     File::options().write(true).open(path).unwrap().set_modified(SystemTime::now() - by).unwrap();
 }
 
@@ -103,12 +103,12 @@ fn trim_removes_what_no_build_used_and_nothing_else() {
 }
 
 /// The s3s-fs file behind an object key.
-fn object_file(server: &S3Server, key: &str) -> PathBuf {
+pub fn object_file(server: &S3Server, key: &str) -> PathBuf {
     server.dir().join("root").join(&server.bucket).join(key)
 }
 
 /// key → (size, last modified unix seconds, metadata), by boto3 (an independent listing).
-fn listing(server: &S3Server, prefix: &str) -> BTreeMap<String, (u64, f64, serde_json::Value)> {
+pub fn listing(server: &S3Server, prefix: &str) -> BTreeMap<String, (u64, f64, serde_json::Value)> {
     server
         .list(prefix)
         .into_iter()
@@ -162,10 +162,12 @@ fn refresh_on_hit_then_prune_and_usage_against_a_store_with_objects_of_known_age
     for (key, (size, _, metadata)) in &used {
         let (new_size, dated, new_metadata) = &refreshed[key];
         assert!(now - dated < 600.0, "{key} was not dated anew: {dated} vs {now}");
-        assert_eq!(size, new_size, "{key}");
+        // The manifest is rewritten with this session's set: what the cold fill put that
+        // a warm build never asks for has left it.
         if key.contains("/manifests/") {
             continue;
         }
+        assert_eq!(size, new_size, "{key}");
         assert_eq!(new_metadata["outputid"], metadata["outputid"], "{key}");
         // Its own metadata plus when it was refreshed; or, for the odd entry go puts again
         // after a hit, its new upload (a new puttime).
@@ -277,8 +279,8 @@ fn refresh_on_hit_then_prune_and_usage_against_a_store_with_objects_of_known_age
     assert_eq!(listing(&server, "elsewhere/").len(), 1);
 }
 
-/// The output keys (of `used`) whose actions the manifest says a session used at or after
-/// `since` (unix seconds).
+/// The output keys (of `used`) whose actions the manifest says the most recent session
+/// used, when it ended at or after `since` (unix seconds).
 fn outputs_used_since(
     server: &S3Server,
     used: &BTreeMap<String, (u64, f64, serde_json::Value)>,
@@ -290,8 +292,8 @@ fn outputs_used_since(
     let mut bytes = Vec::new();
     server.client().get_object(key, &mut bytes, Bounds::DEFAULT).unwrap().expect("the manifest is there");
     let manifest = Manifest::parse(&bytes).unwrap();
-    let recent: BTreeSet<String> =
-        manifest.entries.iter().filter(|e| e.used >= since).map(|e| format!("p/{}", e.action.hex())).collect();
+    let latest = manifest.kinds.first().filter(|k| k.used >= since).map(|_| manifest.latest_session());
+    let recent: BTreeSet<String> = latest.into_iter().flatten().map(|e| format!("p/{}", e.action.hex())).collect();
     used.keys().filter(|k| recent.contains(k.strip_suffix(".lz4").unwrap_or(k))).cloned().collect()
 }
 

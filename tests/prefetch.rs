@@ -5,15 +5,15 @@
 
 use crate::common;
 
-use common::faultproxy::{Proxy, ProxyConfig};
-use common::go::{b64, cache_entries, read_stats, scratch_dir, sha256, stat, GoRun, Sandbox, Session};
-use common::remote::{go_remote, go_via, refs};
+use common::go::{b64, cache_entries, read_stats, scratch_dir, sha256, stat, GoRun, Prog, Sandbox, Session};
+use common::remote::{go_remote, go_via, refs, store_env};
 use common::servers::S3Server;
+use faultproxy::{Proxy, ProxyConfig};
 use gocacheprog_s3::id::Id;
 use gocacheprog_s3::remote::layout::{Form, Layout};
 use gocacheprog_s3::remote::manifest::{key_name, Manifest, ManifestEntry};
 use gocacheprog_s3::s3::client::{Bounds, Client, Upload};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
@@ -87,7 +87,7 @@ fn a_second_machine_gets_its_working_set_by_prefetch() {
     assert_eq!(stat(&first, "manifest_entries"), 0, "no manifest yet: {first}");
     let written = manifests(&server, "go-cache");
     assert_eq!(written.len(), 1, "one manifest for the build: {written:?}");
-    assert!(written[0].starts_with("go-cache/manifests/v1/example.com/tiny/go1."), "{written:?}");
+    assert!(written[0].starts_with("go-cache/manifests/v2/example.com/tiny/go1."), "{written:?}");
 
     let before = object_sizes(&server, "go-cache");
     let second = go_remote(&sb, &server, "machine-2", BUILD, &[]);
@@ -159,7 +159,7 @@ fn a_bogus_manifest_costs_only_bandwidth() {
     // build never asks for. (This session adds nothing new, so it leaves it as it is.)
     go_remote(&sb, &server, "genuine", BUILD, &prog).assert_ok();
     let genuine_waste = stat(&sb.last_stats(), "prefetch_wasted_bytes");
-    let now = real.newest();
+    // The bogus entries belong to the same (only) kind as the genuine ones.
     let mut entries = Vec::new();
     // Objects that do not verify: their bodies do not hash to their outputid.
     for n in 0..5u8 {
@@ -169,12 +169,12 @@ fn a_bogus_manifest_costs_only_bandwidth() {
         let wrong = Id([0x11; 32]).hex();
         let meta = [("outputid", wrong.as_str()), ("actionid", &action.hex())];
         c.put_object(&layout.key(&action), Upload::Bytes(&body), &sha, &meta, Bounds::DEFAULT).unwrap();
-        entries.push(ManifestEntry { action, output: Id([0x11; 32]), size: 1000, used: now });
+        entries.push(ManifestEntry { action, output: Id([0x11; 32]), size: 1000, kinds: 1 });
     }
     // Objects the bucket never had.
-    entries.extend((0..20u8).map(|n| ManifestEntry { action: Id([n; 32]), output: Id([n; 32]), size: 5, used: now }));
+    entries.extend((0..20u8).map(|n| ManifestEntry { action: Id([n; 32]), output: Id([n; 32]), size: 5, kinds: 1 }));
     entries.extend(real.entries.iter().copied());
-    let bogus = Manifest { entries }.to_bytes();
+    let bogus = Manifest { kinds: real.kinds.clone(), entries }.to_bytes();
     let sha = hex::encode(sha256(&bogus));
     c.put_object(&key, Upload::Bytes(&bogus), &sha, &[], Bounds::DEFAULT).unwrap();
 
@@ -284,4 +284,104 @@ fn a_fast_miss_of_an_object_uploaded_meanwhile_is_counted() {
     c.get_object(&key, &mut got, Bounds::DEFAULT).unwrap().unwrap();
     assert_eq!(got, frame);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Actions whose outputs a local tier holds.
+fn tier_actions(sb: &Sandbox, tier: &str) -> HashSet<String> {
+    cache_entries(&sb.root.join(tier)).into_iter().map(|e| e.action_hex).collect()
+}
+
+/// A `-race` job and a plain build job of one module share no prefetch: each one's fresh
+/// runner downloads none of the other's outputs, and wastes at most a tenth of what it
+/// downloads.
+#[test]
+fn race_and_plain_builds_do_not_prefetch_each_other() {
+    const RACE: &[&str] = &["build", "-race", "-x", "./..."];
+    let server = S3Server::garage();
+    let sb = Sandbox::new("kinds");
+    // -race needs cgo; the plain build has it on too, so that only -race tells them apart.
+    let go = |tier: &str, args: &[&str]| {
+        let mut env = store_env(&sb, &server, &server.endpoint, tier);
+        env.push(("CGO_ENABLED".into(), "1".into()));
+        sb.spawn(args, &refs(&env), Prog::Ours(&["--prefix", "kinds", &server.bucket])).wait()
+    };
+    go("plain-fill", BUILD).assert_ok();
+    go("race-fill", RACE).assert_ok();
+    let mut written = manifests(&server, "kinds");
+    written.sort();
+    assert_eq!(written.len(), 2, "a manifest per configuration: {written:?}");
+    assert!(written[0].ends_with("-cgo") && written[1].ends_with("-cgo/race"), "{written:?}");
+    // What a race build asks for, from a runner that neither prefetches nor records.
+    let mut env = store_env(&sb, &server, &server.endpoint, "race-ref");
+    env.push(("CGO_ENABLED".into(), "1".into()));
+    sb.spawn(RACE, &refs(&env), Prog::Ours(&["--prefix", "kinds", "--no-prefetch", &server.bucket])).wait().assert_ok();
+    let (plain_set, race_set) = (tier_actions(&sb, "plain-fill"), tier_actions(&sb, "race-ref"));
+    let race_only: HashSet<&String> = race_set.difference(&plain_set).collect();
+    let plain_only: HashSet<&String> = plain_set.difference(&race_set).collect();
+    assert!(!race_only.is_empty() && !plain_only.is_empty(), "-race changed no action ID?");
+
+    for (tier, args, foreign, kind) in [("plain-2", BUILD, &race_only, "plain"), ("race-2", RACE, &plain_only, "race")]
+    {
+        let run = go(tier, args);
+        let stats = sb.last_stats();
+        assert_all_from_bucket(&run, &stats);
+        assert!(stat(&stats, "prefetched") > 0, "{kind}: {stats}");
+        let got = tier_actions(&sb, tier).iter().filter(|a| foreign.contains(a)).count();
+        assert_eq!(got, 0, "the {kind} runner prefetched {got} outputs of the other kind: {stats}");
+        // What is left is what the fill put that a warm build never asks for (a few kB).
+        let (wasted, downloaded) = (stat(&stats, "prefetch_wasted_bytes"), stat(&stats, "bytes_downloaded"));
+        assert!(wasted * 10 <= downloaded, "the {kind} runner wasted {wasted} of {downloaded} B: {stats}");
+    }
+}
+
+/// A package that changed between two commits: a fresh runner of the newer commit does not
+/// prefetch the older commit's outputs of it, once a session of the newer commit (the same
+/// go command) stopped using them.
+#[test]
+fn outputs_a_newer_session_stopped_using_are_not_prefetched() {
+    let server = S3Server::garage();
+    let sb = Sandbox::new("stale");
+    let prog = ["--prefix", "stale"];
+    go_remote(&sb, &server, "v1", BUILD, &prog).assert_ok();
+    let v1 = tier_actions(&sb, "v1");
+    // Commit 2 changes the library (dated back like the rest: see Sandbox::new).
+    let lib = sb.module.join("lib/lib.go");
+    let text = std::fs::read_to_string(&lib).unwrap().replace("\"hello, \"", "\"hello there, \"");
+    std::fs::write(&lib, text).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    std::fs::File::options().write(true).open(&lib).unwrap().set_modified(old).unwrap();
+    // The first runner of commit 2 builds the changed packages and records what it used.
+    let first = go_remote(&sb, &server, "v2-first", BUILD, &prog);
+    first.assert_ok();
+    let first_uploaded = stat(&sb.last_stats(), "bytes_uploaded");
+    assert!(!first.compile_lines().is_empty(), "commit 2 changed nothing?");
+    // What commit 2 asks for, from a runner without prefetch.
+    let reference = go_remote(&sb, &server, "v2-ref", BUILD, &["--prefix", "stale", "--no-prefetch"]);
+    assert_all_from_bucket(&reference, &sb.last_stats());
+    let stale: HashSet<String> = v1.difference(&tier_actions(&sb, "v2-ref")).cloned().collect();
+    assert!(!stale.is_empty(), "commit 2 uses every output of commit 1?");
+
+    let second = go_remote(&sb, &server, "v2-second", BUILD, &prog);
+    let stats = sb.last_stats();
+    assert_all_from_bucket(&second, &stats);
+    assert!(stat(&stats, "prefetched") > 0, "{stats}");
+    let got = tier_actions(&sb, "v2-second").intersection(&stale).count();
+    for e in cache_entries(&sb.root.join("v1")) {
+        if stale.contains(&e.action_hex) {
+            eprintln!("stale {} {}", e.action_hex, e.size);
+        }
+    }
+    for e in cache_entries(&sb.root.join("v2-second")) {
+        eprintln!("second {} {}", e.action_hex, e.size);
+    }
+    for e in cache_entries(&sb.root.join("v2-ref")) {
+        eprintln!("ref {} {}", e.action_hex, e.size);
+    }
+    for e in cache_entries(&sb.root.join("v2-first")) {
+        eprintln!("first {} {}", e.action_hex, e.size);
+    }
+    assert_eq!(got, 0, "{got} outputs commit 2 no longer uses were prefetched: {stats}");
+    // What is wasted is at most what commit 2's first runner put that a warm build never
+    // asks for.
+    assert!(stat(&stats, "prefetch_wasted_bytes") <= first_uploaded, "{first_uploaded} B uploaded: {stats}");
 }

@@ -6,10 +6,10 @@
 
 use crate::common;
 
-use common::faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
 use common::go::{sha256_file, stat, Prog, Sandbox};
 use common::remote::{go_remote, refs, store_env, unreachable_store_env};
 use common::servers::{free_port, S3Server};
+use faultproxy::{Fault, FaultRule, Proxy, ProxyConfig};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -256,12 +256,14 @@ fn close_reports_and_bounds_slow_uploads() {
     proxy.set_faults(vec![FaultRule::new(Fault::StallBeforeHeaders).for_method("PUT")]);
     let sb = Sandbox::new("slowput");
     let env = store_env(&sb, &server, &proxy.endpoint(), "tier");
-    // A slow store, not a stalled one: the stall bound is above the close bound.
+    // A slow store, not a stalled one: the stall bound is above the close bound, and
+    // above any build's length on a loaded runner (at 60 s, a build of 87 s saw its first
+    // PUTs time out before the close).
     let prog = [
         "--timeout",
-        "60s",
+        "600s",
         "--stall-timeout",
-        "60s",
+        "600s",
         "--close-timeout",
         "4s",
         "--workers",

@@ -179,13 +179,17 @@ fn garage_default_store() {
     exercise(&S3Server::garage());
 }
 
+/// A wrong region is a lesson, not a failure: Garage's answer names its region, the one
+/// send signs again for it, and every later request uses it. (The hint that names the
+/// region, for a store that keeps refusing, is unit-tested in `s3::error`.)
 #[test]
-fn wrong_region_names_the_right_one() {
+fn wrong_region_is_learned_from_the_answer() {
     let server = S3Server::garage();
     let c = client(&server, "us-east-1", &server.secret_key);
-    let err = c.get_object("go-cache/anything", &mut Vec::new(), B).unwrap_err();
-    let hint = err.hint().unwrap_or_default();
-    assert!(hint.contains("garage"), "error {err} hint {hint:?}");
+    assert!(c.get_object("go-cache/anything", &mut Vec::new(), B).unwrap().is_none());
+    assert_eq!(c.learned_region().as_deref(), Some(server.region.as_str()));
+    c.put_object("go-cache/learned", Upload::Bytes(b"x"), &hex::encode(Sha256::digest(b"x")), &[], B).unwrap();
+    assert!(c.head_object("go-cache/learned", B).unwrap().is_some());
 }
 
 #[test]

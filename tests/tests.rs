@@ -1,6 +1,6 @@
 //! The integration tests, in one binary (the shared helpers are compiled once): the real
 //! binary under the real go, against real S3-compatible stores on 127.0.0.1, and the
-//! faults injected between them by `common::faultproxy`.
+//! faults injected between them by the `faultproxy` crate (tests/faultproxy).
 
 mod common;
 
@@ -21,6 +21,7 @@ mod quiet;
 mod remote_tier;
 mod report;
 mod s3_client;
+mod scopes;
 mod servers_smoke;
 mod sso;
 mod stamp;

@@ -172,14 +172,14 @@ garage_start() {
 	export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT"
 }
 
-# build_proxy: sets PROXY_BIN (the dev binary faultproxy, built from this tree with
-# --features dev-proxy).
+# build_proxy: sets PROXY_BIN (the dev binary faultproxy, built from this tree's
+# tests/faultproxy crate, a workspace member).
 build_proxy() {
 	if [ -n "${FAULTPROXY_BIN:-}" ]; then
 		PROXY_BIN=$FAULTPROXY_BIN
 	else
-		note "cargo build --release --features dev-proxy --bin faultproxy"
-		(cd "$REPO_ROOT" && cargo build --release --quiet --features dev-proxy --bin faultproxy) >&2 ||
+		note "cargo build --release -p faultproxy"
+		(cd "$REPO_ROOT" && cargo build --release --quiet -p faultproxy) >&2 ||
 			die "could not build the faultproxy dev binary"
 		PROXY_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/faultproxy"
 		case "$PROXY_BIN" in /*) ;; *) PROXY_BIN="$REPO_ROOT/$PROXY_BIN" ;; esac

@@ -22,7 +22,12 @@ impl Raw {
         self.values.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn has(&self, switch: &str) -> bool {
+    /// Every value given for `name` (a repeatable option), in order.
+    pub fn values_of(&self, name: &str) -> Vec<&str> {
+        self.values.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn has(&self, switch: &str) -> bool {
         self.switches.contains(&switch)
     }
 }

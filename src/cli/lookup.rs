@@ -60,6 +60,22 @@ impl<'a> Lookup<'a> {
         found
     }
 
+    /// Every value of a repeatable option: the flags given, else its variable as a
+    /// comma-separated list; noted together.
+    pub(super) fn list(&self, option: &'static str) -> Vec<String> {
+        let given = self.raw.values_of(option);
+        let (values, source): (Vec<String>, String) = if given.is_empty() {
+            match self.get(option) {
+                Some((v, source)) => (v.split(',').map(|p| p.trim().to_string()).collect(), source),
+                None => return Vec::new(),
+            }
+        } else {
+            (given.iter().map(|v| v.to_string()).collect(), format!("--{option}"))
+        };
+        self.note(option, values.join(", "), source);
+        values
+    }
+
     /// The given value, else the table's default (`Fallback::Value`).
     pub(super) fn get_or_default(&self, option: &'static str) -> Option<(String, String)> {
         self.get(option).or_else(|| match options::find(option).map(|o| o.default) {

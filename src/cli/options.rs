@@ -169,6 +169,13 @@ pub(crate) const OPTIONS: &[Opt] = &[
         aliases: &["s3-prefix"],
         ..opt("prefix", Some("P"), Value("go-cache"), "key prefix in the bucket; objects are P/<action ID>[.lz4]")
     },
+    opt(
+        "read-prefix",
+        Some("P"),
+        Fallback::None,
+        "a prefix reads fall back to after --prefix, never written (a pull request reads its base branch's \
+         scope); repeat it for more, in order; the variable takes a comma-separated list",
+    ),
     Opt {
         also_env: &["AWS_REGION", "AWS_DEFAULT_REGION"],
         ..opt(
@@ -248,7 +255,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt(
         "prefetch-key",
         Some("K"),
-        Described("module path, go version, GOOS-GOARCH and cgo of the build"),
+        Described("module path, go version, target, cgo and build flags (docs/architecture.md, Prefetch)"),
         "names the working-set manifest",
     ),
     opt("prefetch-workers", Some("N"), Value("64"), "parallel prefetch downloads (go's own gets go first)"),

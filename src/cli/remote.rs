@@ -17,12 +17,16 @@ use std::time::Duration;
 /// Everything about the bucket.
 #[derive(Debug, Clone)]
 pub struct RemoteConfig {
-    pub(crate) bucket: String,
-    /// Key prefix without a trailing slash (may be empty).
-    pub(crate) prefix: String,
-    pub(crate) region: String,
-    pub(crate) endpoint: Endpoint,
-    pub(crate) addressing: Addressing,
+    pub bucket: String,
+    /// Key prefix without a trailing slash (may be empty): the session's own scope,
+    /// the only one it writes.
+    pub prefix: String,
+    /// Prefixes reads fall back to after `prefix`, in order (`--read-prefix`); never
+    /// written. Without slashes at either end, none equal to `prefix`, each once.
+    pub read_prefixes: Vec<String>,
+    pub region: String,
+    pub endpoint: Endpoint,
+    pub addressing: Addressing,
     /// The shared files' profile (`--profile`, `AWS_PROFILE`), for the credential chain.
     pub(crate) profile: Option<String>,
     /// Unsigned requests (`--no-sign-request`): a public-read bucket.
@@ -122,6 +126,7 @@ pub(super) fn build(
     }
     let prefix = look.get_or_default("prefix").map_or(String::new(), |(p, _)| p);
     let prefix = prefix.trim_matches('/').to_string();
+    let read_prefixes = read_prefixes(look, &prefix);
     let (store, mut unusable) = store::locate(look, &bucket, env)?;
     let no_sign_request = look.switch("no-sign-request")?;
     let ca_bundle = look.get("ca-bundle");
@@ -147,6 +152,7 @@ pub(super) fn build(
     let remote = RemoteConfig {
         bucket,
         prefix,
+        read_prefixes,
         region: store.region,
         endpoint: store.endpoint,
         addressing: store.addressing,
@@ -181,6 +187,20 @@ pub(super) fn build(
 }
 
 /// The server-side encryption headers of uploads (`--sse`, `--sse-kms-key-id`).
+/// `--read-prefix`: without slashes at either end, each once, in the order given; the
+/// session's own `prefix` is dropped (it is read first anyway), so one setting can serve
+/// the jobs of the base branch and of its pull requests.
+fn read_prefixes(look: &Lookup, prefix: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in look.list("read-prefix") {
+        let p = p.trim_matches('/').to_string();
+        if p != prefix && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 fn upload_headers(look: &Lookup) -> Result<Vec<(String, String)>, ConfigError> {
     let mut upload_headers = Vec::new();
     match look.get("sse") {
@@ -212,6 +232,27 @@ fn parse_form(text: &str) -> Option<Form> {
 mod tests {
     use super::super::testing::{run, GOCACHE};
     use super::*;
+
+    #[test]
+    fn read_prefixes_in_order_from_flags_or_the_variable() {
+        let r = run(
+            &["b", "--prefix", "pr/7/", "--read-prefix", "/main/", "--read-prefix", "release", "--read-prefix=main"],
+            &[GOCACHE, ("GOCACHEPROG_S3_READ_PREFIX", "ignored")],
+        )
+        .unwrap()
+        .remote
+        .unwrap();
+        assert_eq!((r.prefix.as_str(), r.read_prefixes.clone()), ("pr/7", vec!["main".to_string(), "release".into()]));
+        let c = run(&["b"], &[GOCACHE, ("GOCACHEPROG_S3_READ_PREFIX", "main, go-cache ,release")]).unwrap();
+        let setting = c.settings.iter().find(|s| s.name == "read-prefix").unwrap();
+        assert_eq!(
+            (setting.value.as_str(), setting.source.as_str()),
+            ("main, go-cache, release", "GOCACHEPROG_S3_READ_PREFIX")
+        );
+        // The own prefix (go-cache, the default) is read first anyway.
+        assert_eq!(c.remote.unwrap().read_prefixes, vec!["main".to_string(), "release".into()]);
+        assert!(run(&["b"], &[GOCACHE]).unwrap().remote.unwrap().read_prefixes.is_empty());
+    }
 
     #[test]
     fn remote_settings_from_aws_environment() {

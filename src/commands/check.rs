@@ -1,6 +1,8 @@
 //! `check`: what the cache would use (every setting and where it came from, which
 //! credentials), then a probe of the bucket with timings, each failure with its cause and
 //! the change that fixes it. Exit status 0 when the cache can use the bucket, 1 when not.
+//! Each `--read-prefix` scope is probed for reads only (listed, one object read): one that
+//! cannot be read is a warning, since the cache works without it.
 
 use crate::cli::{Config, RemoteConfig, Setting};
 use crate::random::{self, Rng};
@@ -101,10 +103,12 @@ fn check(config: &Config<RemoteConfig>) -> Report<'_> {
     };
     let client = Client::new(remote.client_config(signing, 2));
     if remote.read_only || remote.no_sign_request {
-        probe_reads(&client, remote, &layout, &mut report);
+        let probe_key = report.probe_key.clone();
+        probe_reads(&client, remote, &layout, &probe_key, OWN, &mut report);
     } else {
         probe_round_trip(&client, remote, &mut report);
     }
+    probe_read_scopes(&client, remote, &mut report);
     if let Some(region) = client.learned_region() {
         report.warnings.push(format!(
             "the bucket is in region {region}, not {}: the cache finds out on every start at the cost of a \
@@ -269,7 +273,7 @@ fn probe_round_trip(client: &Client, remote: &RemoteConfig, report: &mut Report)
         }
     }
     delete_probe(client, remote, report);
-    list_prefix(client, remote, report);
+    list_prefix(client, remote, &Layout::new(&remote.prefix), OWN, report);
 }
 
 /// The probe object goes again; the cache itself never deletes, so a refusal is a warning.
@@ -289,54 +293,100 @@ fn delete_probe(client: &Client, remote: &RemoteConfig, report: &mut Report) {
     }
 }
 
-/// Lists the prefix (what fast misses need); a refusal is a warning.
-fn list_prefix(client: &Client, remote: &RemoteConfig, report: &mut Report) -> Option<Vec<String>> {
-    let layout = Layout::new(&remote.prefix);
+/// The steps of one scope's read probe: their names, and whether a failure to read
+/// stops the cache (the own scope) or not (a `--read-prefix` scope).
+#[derive(Clone, Copy)]
+struct ScopeSteps {
+    list: &'static str,
+    read: &'static str,
+    fatal: bool,
+}
+
+const OWN: ScopeSteps = ScopeSteps { list: "list", read: "read", fatal: true };
+const READ_SCOPE: ScopeSteps = ScopeSteps { list: "scope list", read: "scope read", fatal: false };
+
+/// Lists the scope's prefix (what fast misses need); a refusal is a warning.
+fn list_prefix(
+    client: &Client,
+    remote: &RemoteConfig,
+    layout: &Layout,
+    steps: ScopeSteps,
+    report: &mut Report,
+) -> Option<Vec<String>> {
     let prefix = layout.under("");
     let start = Instant::now();
     match client.list_objects(&prefix, None, Some(5), bounds(remote)) {
         Ok(page) => {
             let keys: Vec<String> = page.objects.iter().map(|o| o.key.clone()).collect();
             let detail = if keys.is_empty() { format!("{prefix}: empty") } else { format!("{prefix}: has objects") };
-            report.steps.push(Step::ok("list", start, detail));
+            report.steps.push(Step::ok(steps.list, start, detail));
             Some(keys)
         }
         Err(e) => {
             let mut step =
-                failure("list", false, &e, "s3:ListBucket", &format!("arn:aws:s3:::{}", remote.bucket), report);
+                failure(steps.list, false, &e, "s3:ListBucket", &format!("arn:aws:s3:::{}", remote.bucket), report);
             step.fix = Some(format!(
                 "{} (without it the cache works, but answers no miss without a round trip)",
                 step.fix.unwrap_or_default()
             ));
+            step.detail = format!("{prefix}: {}", step.detail);
             report.steps.push(step);
             None
         }
     }
 }
 
-/// Read-only (or unsigned) probe: list the prefix, then read one object, or ask for the
-/// absent probe key when the prefix is empty.
-fn probe_reads(client: &Client, remote: &RemoteConfig, layout: &Layout, report: &mut Report) {
-    let keys = list_prefix(client, remote, report).unwrap_or_default();
-    let key = keys.iter().find(|k| layout.parse_key(k).is_some()).cloned().unwrap_or_else(|| report.probe_key.clone());
+/// Read probe of a scope: list the prefix, then read one output, or ask for the absent
+/// `probe_key` when the prefix has none.
+fn probe_reads(
+    client: &Client,
+    remote: &RemoteConfig,
+    layout: &Layout,
+    probe_key: &str,
+    steps: ScopeSteps,
+    report: &mut Report,
+) {
+    let keys = list_prefix(client, remote, layout, steps, report).unwrap_or_default();
+    let key = keys.iter().find(|k| layout.parse_key(k).is_some()).cloned().unwrap_or_else(|| probe_key.to_string());
     let start = Instant::now();
     let limited = Bounds { max_body: remote.max_object_size, ..bounds(remote) };
     let got = client.get_object(&key, &mut Vec::new(), limited);
     match got {
         Ok(Some(info)) => {
-            report.steps.push(Step::ok("read", start, format!("{key}: {} bytes", info.size.unwrap_or(0))))
+            report.steps.push(Step::ok(steps.read, start, format!("{key}: {} bytes", info.size.unwrap_or(0))))
         }
-        Ok(None) => report.steps.push(Step::ok("read", start, format!("{key}: absent, as expected"))),
+        Ok(None) => report.steps.push(Step::ok(steps.read, start, format!("{key}: absent, as expected"))),
         Err(e) => {
-            let mut step = failure("read", true, &e, "s3:GetObject", &object_arn(remote), report);
-            if e.is_access_denied() && key == report.probe_key {
+            let arn = format!("arn:aws:s3:::{}/{}*", remote.bucket, layout.under(""));
+            let mut step = failure(steps.read, steps.fatal, &e, "s3:GetObject", &arn, report);
+            if e.is_access_denied() && key == probe_key {
                 step.cause = Some(format!(
                     "{} (S3 also answers 403 for a missing key when s3:ListBucket is not granted)",
                     step.cause.unwrap_or_default()
                 ));
             }
+            if !steps.fatal && e.is_access_denied() {
+                step.fix = Some(format!(
+                    "grant s3:GetObject on {arn} (reads only: this session never writes there), and s3:ListBucket \
+                     on arn:aws:s3:::{} with the condition s3:prefix = {}; without it, this session reads only \
+                     its own scope",
+                    remote.bucket,
+                    layout.under("")
+                ));
+            }
+            step.detail = format!("{key}: {}", step.detail);
             report.steps.push(step);
         }
+    }
+}
+
+/// Probes each `--read-prefix` scope for reads (never a write): a scope that cannot be
+/// read is a warning.
+fn probe_read_scopes(client: &Client, remote: &RemoteConfig, report: &mut Report) {
+    for prefix in &remote.read_prefixes {
+        let layout = Layout::new(prefix);
+        let probe_key = layout.under(&format!("_check/{:016x}", random::nonce()));
+        probe_reads(client, remote, &layout, &probe_key, READ_SCOPE, report);
     }
 }
 
@@ -431,8 +481,13 @@ fn expiry(t: SystemTime) -> String {
 }
 
 fn to_text(r: &Report) -> String {
+    let reads = if r.remote.read_prefixes.is_empty() {
+        String::new()
+    } else {
+        format!(", read-only scopes after it {:?}", r.remote.read_prefixes)
+    };
     let mut out = format!(
-        "gocacheprog-s3 check: bucket {:?} at {} (prefix {:?})\n\nsettings:\n",
+        "gocacheprog-s3 check: bucket {:?} at {} (prefix {:?}{reads})\n\nsettings:\n",
         r.remote.bucket, r.remote.endpoint, r.remote.prefix
     );
     let width = r.settings.iter().map(|s| s.name.len()).max().unwrap_or(0);
@@ -495,6 +550,7 @@ fn to_json(r: &Report) -> String {
         "bucket": r.remote.bucket,
         "endpoint": r.remote.endpoint.to_string(),
         "prefix": r.remote.prefix,
+        "read_prefixes": r.remote.read_prefixes,
         "probe_key": r.probe_key,
         "settings": settings,
         "credentials": {

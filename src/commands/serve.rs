@@ -86,9 +86,12 @@ fn session_plan(config: &RemoteConfig) -> Option<Plan> {
         log!(3, "go {}: not a building command, no prefetch", invocation.subcommand.as_deref().unwrap_or("?"));
         return None;
     }
+    let build_key = config.prefetch_key.clone().unwrap_or_else(|| invocation.build_key());
+    log!(2, "build key {build_key}, kind {:?}", invocation.kind);
     Some(Plan {
         prefetch: config.prefetch,
-        build_key: config.prefetch_key.clone().unwrap_or_else(|| invocation.build_key()),
+        build_key,
+        kind: crate::remote::manifest::kind_id(&invocation.kind),
         workers: config.prefetch_workers,
         max_bytes: config.prefetch_max_bytes,
         write: !config.read_only,

@@ -1,6 +1,7 @@
 //! Downloads: the pool that answers lookups and runs prefetch's work ([`Downloads`], one
 //! queue with two priorities, one download in flight per action), and one download
-//! ([`Downloader`]): a GET streamed into a temporary file of the local tier while hashed
+//! ([`Downloader`]): a GET (of each place the output may be, in order: the own scope,
+//! then the read scopes) streamed into a temporary file of the local tier while hashed
 //! (decompressed on the way for the compressed form), retried while it fails
 //! transiently, verified, and stored locally. The result is a [`Lookup`] for whoever
 //! waits on it (go's get, or nobody for a prefetch).
@@ -12,7 +13,7 @@
 
 use super::frame::{self, FrameReader};
 use super::inflight::{InFlight, Joined, Started};
-use super::layout::{self, Fetched, Form, Layout};
+use super::layout::{self, Fetched, Form, Layout, Place};
 use super::listing::Listing;
 use super::pool::{self, Priority, Queue};
 use super::prefetch::Session;
@@ -190,7 +191,7 @@ impl Downloads {
         let claimed = started.claimed_size.filter(|_| !started.urgent);
         let max_body = claimed.map_or(s.max_object_size, |size| size.min(s.max_object_size));
         let bounds = Bounds { deadline: Some(Instant::now() + timeout), max_body };
-        self.downloader().run(action, &self.forms(action), bounds, started.prefetch)
+        self.downloader().run(action, &self.places(action), bounds, started.prefetch)
     }
 
     /// The local output of `action` when prefetch stored it between go's local miss and
@@ -203,13 +204,15 @@ impl Downloads {
         self.handles.local.get(action).ok().flatten()
     }
 
-    /// The forms to look `action` up in, in order: the one the listing saw, else the one
-    /// this program writes first.
-    fn forms(&self, action: &Id) -> Vec<Form> {
+    /// The places to look `action` up in, in order: the one the listing saw, else every
+    /// scope in order, each in the form this program writes first, then the other.
+    fn places(&self, action: &Id) -> Vec<Place> {
         let write_form = self.settings.write_form;
-        match self.listing.form(action) {
-            Some(Some(form)) => vec![form],
-            _ => vec![write_form, write_form.other()],
+        match self.listing.place(action) {
+            Some(Some(place)) => vec![place],
+            _ => (0..self.handles.scopes.len())
+                .flat_map(|scope| [write_form, write_form.other()].map(|form| Place { scope, form }))
+                .collect(),
         }
     }
 
@@ -217,7 +220,7 @@ impl Downloads {
         let h = &self.handles;
         Downloader {
             client: &h.client,
-            layout: &h.layout,
+            scopes: &h.scopes,
             local: &h.local,
             stats: &h.stats,
             health: &h.health,
@@ -329,31 +332,42 @@ pub(super) struct Downloaded {
 
 /// What a download needs.
 pub(super) struct Downloader<'a> {
-    pub(crate) client: &'a Client,
-    pub(crate) layout: &'a Layout,
-    pub(crate) local: &'a LocalTier,
-    pub(crate) stats: &'a Stats,
-    pub(crate) health: &'a Health,
-    pub(crate) liveness: &'a Liveness,
-    pub(crate) temp: &'a TempBudget,
+    pub client: &'a Client,
+    /// The scopes `Place`s name: the own one first.
+    pub scopes: &'a [Layout],
+    pub local: &'a LocalTier,
+    pub stats: &'a Stats,
+    pub health: &'a Health,
+    pub liveness: &'a Liveness,
+    pub temp: &'a TempBudget,
     /// Hits on objects dated longer ago are handed back for a refresh.
     pub(crate) refresh_after: Option<Duration>,
 }
 
 impl Downloader<'_> {
-    /// Fetches `action` within `bounds` (`max_body`: the most output bytes) in the first
-    /// of `forms` the bucket has, and stores it locally. `prefetched` marks the result of
-    /// a download that prefetch started.
-    pub(super) fn run(&self, action: &Id, forms: &[Form], bounds: Bounds, prefetched: bool) -> Downloaded {
+    /// Fetches `action` within `bounds` (`max_body`: the most output bytes) from the first
+    /// of `places` the bucket has it in, and stores it locally. `prefetched` marks the
+    /// result of a download that prefetch started.
+    pub(super) fn run(&self, action: &Id, places: &[Place], bounds: Bounds, prefetched: bool) -> Downloaded {
         let stats = self.stats;
         let started = Instant::now();
         let mut key = String::new();
         let mut fetched = Ok((Fetched::NotFound, 0));
+        let mut own = true;
         let mut held = Held { budget: self.temp, bytes: 0 };
-        for &form in forms {
-            key = self.layout.key_in(action, form);
-            fetched = self.fetch(action, &key, form, bounds, &mut held);
-            if !matches!(fetched, Ok((Fetched::NotFound, _))) {
+        for place in places {
+            let Some(layout) = self.scopes.get(place.scope) else { continue };
+            key = layout.key_in(action, place.form);
+            own = place.is_own();
+            fetched = self.fetch(action, &key, place.form, bounds, &mut held);
+            // A denied GET is how S3 says "no such key" to a reader without s3:ListBucket
+            // (as a pull request's job may be on its base branch's scope): try the next.
+            let absent = match &fetched {
+                Ok((Fetched::NotFound, _)) => true,
+                Err(e) => e.is_access_denied(),
+                Ok(_) => false,
+            };
+            if !absent {
                 break;
             }
         }
@@ -368,13 +382,15 @@ impl Downloader<'_> {
             {
                 Ok(path) => {
                     stats::add(&stats.bytes_downloaded, moved);
+                    if !own {
+                        stats::inc(&stats.read_scope_downloads);
+                    }
                     stats::add(&stats.download_ms, started.elapsed().as_millis() as u64);
                     log!(3, "downloaded {key} ({moved} bytes, {} as output) in {:?}", entry.size, started.elapsed());
-                    let stale = refresh::is_due(dated, self.refresh_after, self.client.now()).then_some(Refresh {
-                        key,
-                        action: *action,
-                        basis: Basis::Downloaded { metadata, etag },
-                    });
+                    // Only the own scope is written: a read scope's object is served as it is.
+                    let due = own && refresh::is_due(dated, self.refresh_after, self.client.now());
+                    let stale =
+                        due.then_some(Refresh { key, action: *action, basis: Basis::Downloaded { metadata, etag } });
                     let hit = crate::local::Hit { entry, path };
                     return Downloaded { lookup: Lookup::Hit { hit, prefetched }, moved, stale, absent: false };
                 }

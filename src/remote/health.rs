@@ -91,13 +91,17 @@ impl Health {
 
     /// Whether `direction` is switched off. While it is, once per probe interval one
     /// caller is told "on": its request is the probe (for reads, the watcher's).
-    pub(crate) fn is_off(&self, direction: Direction) -> bool {
+    pub fn is_off(&self, direction: Direction) -> bool {
+        self.is_off_at(direction, Instant::now())
+    }
+
+    /// `is_off` at `now` (the tests pass the time; the program, the clock's).
+    fn is_off_at(&self, direction: Direction, now: Instant) -> bool {
         let breaker = self.breaker(direction);
         if !breaker.off.load(Ordering::Relaxed) {
             return false;
         }
         let mut probe = breaker.probe();
-        let now = Instant::now();
         if probe.out_since.is_some_and(|since| now.duration_since(since) < PROBE_LOST_AFTER) {
             return true;
         }
@@ -129,7 +133,12 @@ impl Health {
     }
 
     /// Records a failed request of `direction`.
-    pub(crate) fn failure(&self, direction: Direction, error: &S3Error, stats: &Stats) {
+    pub fn failure(&self, direction: Direction, error: &S3Error, stats: &Stats) {
+        self.failure_at(direction, error, stats, Instant::now());
+    }
+
+    /// `failure` at `now`.
+    fn failure_at(&self, direction: Direction, error: &S3Error, stats: &Stats, now: Instant) {
         if is_neutral(error) {
             return;
         }
@@ -141,7 +150,7 @@ impl Health {
             let mut probe = breaker.probe();
             if probe.out_since.take().is_some() {
                 probe.interval = (probe.interval * 2).min(MAX_PROBE_INTERVAL);
-                probe.next = Some(Instant::now() + probe.interval);
+                probe.next = Some(now + probe.interval);
             }
             return;
         }
@@ -158,9 +167,12 @@ impl Health {
         };
         let first_probe = (!fatal).then_some(self.probe_interval);
         let switched: Vec<Direction> = if fatal || unreachable {
-            [Direction::Reads, Direction::Writes].into_iter().filter(|d| self.switch_off(*d, first_probe)).collect()
+            [Direction::Reads, Direction::Writes]
+                .into_iter()
+                .filter(|d| self.switch_off(*d, first_probe, now))
+                .collect()
         } else {
-            Some(direction).filter(|d| self.switch_off(*d, first_probe)).into_iter().collect()
+            Some(direction).filter(|d| self.switch_off(*d, first_probe, now)).into_iter().collect()
         };
         match switched.as_slice() {
             [] => {}
@@ -181,9 +193,14 @@ impl Health {
 
     /// The store answered none of the requests of `direction` in flight for `quiet`:
     /// switches that side off at once, to be probed after `probe_after` (then doubling).
-    pub(crate) fn stalled(&self, direction: Direction, quiet: Duration, probe_after: Duration, stats: &Stats) {
+    pub fn stalled(&self, direction: Direction, quiet: Duration, probe_after: Duration, stats: &Stats) {
+        self.stalled_at(direction, quiet, probe_after, stats, Instant::now());
+    }
+
+    /// `stalled` at `now`.
+    fn stalled_at(&self, direction: Direction, quiet: Duration, probe_after: Duration, stats: &Stats, now: Instant) {
         let first_probe = probe_after.min(self.probe_interval);
-        if !self.switch_off(direction, Some(first_probe)) {
+        if !self.switch_off(direction, Some(first_probe), now) {
             return;
         }
         stats::inc(&stats.remote_disabled);
@@ -204,8 +221,8 @@ impl Health {
     }
 
     /// Switches `direction` off; true if it was on. `first_probe`: when it is tried again
-    /// (`None`, or zero: never, as after a configuration error).
-    fn switch_off(&self, direction: Direction, first_probe: Option<Duration>) -> bool {
+    /// (`None`, or zero: never, as after a configuration error), counted from `now`.
+    fn switch_off(&self, direction: Direction, first_probe: Option<Duration>, now: Instant) -> bool {
         let breaker = self.breaker(direction);
         let mut probe = breaker.probe();
         let was_on = !breaker.off.swap(true, Ordering::Relaxed);
@@ -214,7 +231,7 @@ impl Health {
             None => probe.next = None,
             Some(first) if was_on => {
                 probe.interval = first;
-                probe.next = Some(Instant::now() + first);
+                probe.next = Some(now + first);
             }
             Some(_) => {}
         }
@@ -319,28 +336,46 @@ mod tests {
     #[test]
     fn a_switched_off_store_is_probed_and_switched_back_on() {
         let stats = Stats::new();
-        // The interval is long enough that a loaded machine oversleeping by up to 270 ms
-        // cannot make "still off" checks see the next probe.
+        // The clock is passed in: each check happens at a chosen instant, however long the
+        // test really takes.
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let interval = Duration::from_millis(300);
         let health = Health::new(2, interval);
         let refused = S3Error::Transport { op: "GET k".into(), timeout: false, message: "connection refused".into() };
-        health.failure(Direction::Reads, &refused, &stats);
-        health.failure(Direction::Reads, &refused, &stats);
-        assert!(health.is_off(Direction::Reads) && health.is_off(Direction::Writes));
-        std::thread::sleep(interval + Duration::from_millis(30));
-        assert!(!health.is_off(Direction::Reads), "the probe goes through");
-        assert!(health.is_off(Direction::Reads), "one probe at a time");
-        // The probe fails: the next one waits twice as long.
-        health.failure(Direction::Reads, &refused, &stats);
-        std::thread::sleep(interval + Duration::from_millis(30));
-        assert!(health.is_off(Direction::Reads), "interval doubled");
-        std::thread::sleep(interval);
-        assert!(!health.is_off(Direction::Reads));
+        health.failure_at(Direction::Reads, &refused, &stats, at(0));
+        health.failure_at(Direction::Reads, &refused, &stats, at(0));
+        assert!(health.is_off_at(Direction::Reads, at(0)) && health.is_off_at(Direction::Writes, at(0)));
+        assert!(health.is_off_at(Direction::Reads, at(299)), "no probe before the interval");
+        assert!(!health.is_off_at(Direction::Reads, at(300)), "the probe goes through");
+        assert!(health.is_off_at(Direction::Reads, at(301)), "one probe at a time");
+        // The probe fails at 310 ms: the next one waits twice as long, 600 ms.
+        health.failure_at(Direction::Reads, &refused, &stats, at(310));
+        assert!(health.is_off_at(Direction::Reads, at(310 + 300)), "interval doubled");
+        assert!(health.is_off_at(Direction::Reads, at(310 + 599)), "interval doubled");
+        assert!(!health.is_off_at(Direction::Reads, at(310 + 600)));
         health.success(Direction::Reads);
-        assert!(!health.is_off(Direction::Reads), "back on");
-        assert!(!health.is_off(Direction::Writes), "writes get a probe of their own");
-        assert!(health.is_off(Direction::Writes), "and stay off until it succeeds");
+        assert!(!health.is_off_at(Direction::Reads, at(910)), "back on");
+        assert!(!health.is_off_at(Direction::Writes, at(910)), "writes get a probe of their own");
+        assert!(health.is_off_at(Direction::Writes, at(911)), "and stay off until it succeeds");
         assert_eq!(stats.remote_disabled.load(Ordering::Relaxed), 1);
+
+        // A probe that never reports back blocks the next one only for PROBE_LOST_AFTER.
+        let writes_probe = at(910) + PROBE_LOST_AFTER;
+        assert!(health.is_off_at(Direction::Writes, writes_probe - Duration::from_millis(1)));
+        assert!(!health.is_off_at(Direction::Writes, writes_probe), "a lost probe is replaced");
+
+        // The doubling stops at MAX_PROBE_INTERVAL.
+        let mut now = at(0);
+        let health = Health::new(1, MAX_PROBE_INTERVAL / 2);
+        health.failure_at(Direction::Reads, &refused, &stats, now);
+        for _ in 0..3 {
+            now += MAX_PROBE_INTERVAL;
+            assert!(!health.is_off_at(Direction::Reads, now), "the probe goes through");
+            health.failure_at(Direction::Reads, &refused, &stats, now);
+        }
+        assert!(health.is_off_at(Direction::Reads, now + MAX_PROBE_INTERVAL - Duration::from_millis(1)));
+        assert!(!health.is_off_at(Direction::Reads, now + MAX_PROBE_INTERVAL));
 
         // After a configuration error: never probed.
         let health = Health::new(2, Duration::from_millis(10));
@@ -349,23 +384,27 @@ mod tests {
             status: 403,
             doc: Box::new(ErrorDoc { code: Some("InvalidAccessKeyId".into()), ..Default::default() }),
         };
-        health.failure(Direction::Reads, &bad_key, &stats);
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(health.is_off(Direction::Reads));
+        health.failure_at(Direction::Reads, &bad_key, &stats, at(0));
+        assert!(health.is_off_at(Direction::Reads, at(20)));
+        assert!(health.is_off_at(Direction::Reads, at(3_600_000)));
     }
 
     #[test]
     fn a_stall_switches_reads_off_at_once_and_probes_soon() {
         let stats = Stats::new();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let health = Health::new(5, Duration::from_secs(30));
-        health.stalled(Direction::Reads, Duration::from_millis(40), Duration::from_millis(20), &stats);
+        health.stalled_at(Direction::Reads, Duration::from_millis(40), Duration::from_millis(20), &stats, at(0));
         assert!(health.is_switched_off(Direction::Reads) && !health.is_switched_off(Direction::Writes));
-        health.stalled(Direction::Reads, Duration::from_millis(90), Duration::from_millis(20), &stats);
+        health.stalled_at(Direction::Reads, Duration::from_millis(90), Duration::from_millis(20), &stats, at(5));
         assert_eq!(stats.remote_disabled.load(Ordering::Relaxed), 1, "said once");
         assert_eq!(stats.stalls.load(Ordering::Relaxed), 1);
-        assert!(health.is_off(Direction::Reads), "no probe before the stall bound");
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(!health.is_off(Direction::Reads), "the first probe after the stall bound, not --probe-interval");
+        assert!(health.is_off_at(Direction::Reads, at(19)), "no probe before the stall bound");
+        assert!(
+            !health.is_off_at(Direction::Reads, at(20)),
+            "the first probe after the stall bound, not --probe-interval"
+        );
         health.success(Direction::Reads);
         assert!(!health.is_switched_off(Direction::Reads));
     }

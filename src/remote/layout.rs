@@ -45,6 +45,21 @@ impl Form {
     }
 }
 
+/// Where the bucket has an output: the scope (the index of its prefix among the session's,
+/// 0 its own, then `--read-prefix` ones in order) and the form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub scope: usize,
+    pub form: Form,
+}
+
+impl Place {
+    /// Whether the output is in the session's own scope (the one it writes).
+    pub fn is_own(&self) -> bool {
+        self.scope == 0
+    }
+}
+
 /// Key names under one prefix.
 #[derive(Debug, Clone)]
 pub struct Layout {

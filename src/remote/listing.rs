@@ -1,6 +1,9 @@
 //! Misses without a round trip. At the start of a building session the prefix is listed
-//! (16 lanes in parallel, one per first hex digit of the action IDs) into an index of
-//! the actions the bucket has. Once the listing is complete, a get for an action the
+//! (16 lanes in parallel, one per first hex digit of the action IDs; each lane lists the
+//! own prefix, then every `--read-prefix` in order) into an index of the actions the
+//! bucket has, per scope. A lane lists `<prefix>/<digit>` and takes only keys that are
+//! `<prefix>/<64 hex digits>[.lz4]`, so a scope never sees another one's outputs, not even
+//! those of a prefix that merely starts like it (`go-cache` and `go-cache-pr/1`). Once the listing is complete, a get for an action the
 //! index does not hold is answered as a miss at once, instead of after a GET's round trip.
 //!
 //! The index is a snapshot: an object another machine uploads after it was taken is
@@ -10,11 +13,11 @@
 //! `--fast-miss-max-keys` objects, a listing that fails (no `s3:ListBucket` permission,
 //! say) or one not finished yet: no fast misses, every lookup asks the bucket.
 //!
-//! The index also knows which outputs are due for a refresh (dated longer ago than
+//! The index also knows which outputs of the own scope are due for a refresh (dated longer ago than
 //! `--refresh-after`), so that local hits date them anew too (see `refresh`). Local hits
 //! that come before the listing is complete are kept and handed over when it is.
 
-use super::layout::Form;
+use super::layout::{Form, Layout, Place};
 use super::refresh::{self, Refresher};
 use super::Handles;
 use crate::id::Id;
@@ -27,18 +30,23 @@ use std::time::{Duration, Instant};
 /// Keys per listing page (the S3 maximum).
 const PAGE: u32 = 1000;
 
-/// The actions the bucket has, per form, and those due for a refresh: sorted first 8
-/// bytes of their IDs.
+/// The actions the bucket has, per scope (own first) and form, and those of the own scope
+/// due for a refresh: sorted first 8 bytes of their IDs.
 #[derive(Debug, Default)]
 struct Index {
-    plain: Vec<u64>,
-    lz4: Vec<u64>,
+    scopes: Vec<Forms>,
     due: Vec<u64>,
 }
 
-impl Index {
-    fn form(&self, action: &Id) -> Option<Form> {
-        let key = short(action);
+/// The actions one scope has, per form.
+#[derive(Debug, Default)]
+struct Forms {
+    plain: Vec<u64>,
+    lz4: Vec<u64>,
+}
+
+impl Forms {
+    fn form(&self, key: u64) -> Option<Form> {
         if self.lz4.binary_search(&key).is_ok() {
             Some(Form::Lz4)
         } else if self.plain.binary_search(&key).is_ok() {
@@ -46,6 +54,14 @@ impl Index {
         } else {
             None
         }
+    }
+}
+
+impl Index {
+    /// The first scope that has `action`, in the compressed form when it has both.
+    fn place(&self, action: &Id) -> Option<Place> {
+        let key = short(action);
+        self.scopes.iter().enumerate().find_map(|(scope, forms)| forms.form(key).map(|form| Place { scope, form }))
     }
 }
 
@@ -75,7 +91,7 @@ impl Listing {
     /// then remembered as fast-missed.
     pub(crate) fn fast_miss(&self, action: &Id) -> bool {
         let Some(Some(index)) = self.index.get() else { return false };
-        if index.form(action).is_some() {
+        if index.place(action).is_some() {
             return false;
         }
         super::lock(&self.missed).insert(*action);
@@ -87,12 +103,12 @@ impl Listing {
         super::lock(&self.missed).contains(action)
     }
 
-    /// In which form the bucket had `action` when it was listed (the compressed one when
-    /// it had both): `None` when there is no complete listing, `Some(None)` when it had
-    /// neither.
-    pub(crate) fn form(&self, action: &Id) -> Option<Option<Form>> {
+    /// In which scope (the first) and form (the compressed one when it had both) the
+    /// bucket had `action` when it was listed: `None` when there is no complete listing,
+    /// `Some(None)` when no scope had it.
+    pub fn place(&self, action: &Id) -> Option<Option<Place>> {
         let index = self.index.get()?.as_ref()?;
-        Some(index.form(action))
+        Some(index.place(action))
     }
 
     /// Whether the listing is complete and says the bucket's `action` is due for a
@@ -155,7 +171,7 @@ pub(super) fn start(
     }
 }
 
-/// Lists the prefix (one thread per lane) and publishes the index; returns the local
+/// Lists every scope (one thread per lane) and publishes the index; returns the local
 /// hits seen before it that it says are due for a refresh.
 fn run(
     listing: &Listing,
@@ -166,13 +182,19 @@ fn run(
 ) -> Vec<Id> {
     let started = Instant::now();
     let per_lane = max_keys.div_ceil(16);
-    let lanes: Vec<Result<Vec<Listed>, String>> = thread::scope(|scope| {
+    let lanes: Vec<Result<Vec<Vec<Listed>>, String>> = thread::scope(|scope| {
         let threads: Vec<_> = (0..16u8)
             .map(|digit| {
                 let lane = format!("{:x}", digit);
-                thread::Builder::new()
-                    .name(format!("list-{lane}"))
-                    .spawn_scoped(scope, move || list_lane(handles, &lane, per_lane, page_timeout, refresh_after))
+                thread::Builder::new().name(format!("list-{lane}")).spawn_scoped(scope, move || {
+                    // Scope by scope, in order; only the own one's dates matter (refreshes).
+                    let mut after = refresh_after;
+                    let mut scopes = Vec::with_capacity(handles.scopes.len());
+                    for layout in handles.scopes.iter() {
+                        scopes.push(list_lane(handles, layout, &lane, per_lane, page_timeout, after.take())?);
+                    }
+                    Ok(scopes)
+                })
             })
             .collect();
         threads
@@ -183,17 +205,19 @@ fn run(
             })
             .collect()
     });
-    let mut index = Index::default();
+    let mut index = Index { scopes: handles.scopes.iter().map(|_| Forms::default()).collect(), due: Vec::new() };
     for lane in lanes {
         match lane {
-            Ok(keys) => {
-                for listed in keys {
-                    match listed.form {
-                        Form::Plain => index.plain.push(listed.short),
-                        Form::Lz4 => index.lz4.push(listed.short),
-                    }
-                    if listed.due {
-                        index.due.push(listed.short);
+            Ok(scopes) => {
+                for (forms, keys) in index.scopes.iter_mut().zip(scopes) {
+                    for listed in keys {
+                        match listed.form {
+                            Form::Plain => forms.plain.push(listed.short),
+                            Form::Lz4 => forms.lz4.push(listed.short),
+                        }
+                        if listed.due {
+                            index.due.push(listed.short);
+                        }
                     }
                 }
             }
@@ -203,13 +227,29 @@ fn run(
             }
         }
     }
-    index.plain.sort_unstable();
-    index.lz4.sort_unstable();
+    for forms in &mut index.scopes {
+        forms.plain.sort_unstable();
+        forms.lz4.sort_unstable();
+    }
     index.due.sort_unstable();
-    let (plain, lz4, due) = (index.plain.len(), index.lz4.len(), index.due.len());
+    let counts: Vec<String> = index
+        .scopes
+        .iter()
+        .zip(handles.scopes.iter())
+        .map(|(forms, layout)| {
+            format!(
+                "{} plain and {} compressed outputs under {:?}",
+                forms.plain.len(),
+                forms.lz4.len(),
+                layout.under("")
+            )
+        })
+        .collect();
     log!(
         2,
-        "fast misses on: the bucket holds {plain} plain and {lz4} compressed outputs, {due} due for a refresh (listed in {:?})",
+        "fast misses on: the bucket holds {}, {} due for a refresh (listed in {:?})",
+        counts.join(", "),
+        index.due.len(),
         started.elapsed()
     );
     listing.set(Some(index))
@@ -223,15 +263,17 @@ struct Listed {
     due: bool,
 }
 
-/// One lane: every key under `<prefix>/<digit>`, at most `limit`.
+/// One lane of one scope: every output key under `<prefix>/<digit>`, at most `limit`;
+/// dated against `refresh_after` (`None`: not a scope this session refreshes).
 fn list_lane(
     handles: &Handles,
+    layout: &Layout,
     digit: &str,
     limit: usize,
     page_timeout: Duration,
     refresh_after: Option<Duration>,
 ) -> Result<Vec<Listed>, String> {
-    let Handles { client, layout, .. } = handles;
+    let client = &handles.client;
     let prefix = layout.under(digit);
     let mut found = Vec::new();
     let mut token: Option<String> = None;
@@ -246,7 +288,11 @@ fn list_lane(
             Some(Listed { short: short(&action), form, due })
         }));
         if found.len() > limit {
-            return Err(format!("the bucket holds more than --fast-miss-max-keys {} outputs", limit * 16));
+            return Err(format!(
+                "the bucket holds more than --fast-miss-max-keys {} outputs under {:?}",
+                limit * 16,
+                layout.under("")
+            ));
         }
         match page.next_token {
             Some(next) => token = Some(next),
@@ -259,19 +305,34 @@ fn list_lane(
 mod tests {
     use super::*;
 
+    fn forms(plain: &[&Id], lz4: &[&Id]) -> Forms {
+        let sorted = |ids: &[&Id]| {
+            let mut v: Vec<u64> = ids.iter().map(|a| short(a)).collect();
+            v.sort_unstable();
+            v
+        };
+        Forms { plain: sorted(plain), lz4: sorted(lz4) }
+    }
+
     #[test]
-    fn misses_only_from_a_complete_listing() {
+    fn misses_only_from_a_complete_listing_of_every_scope() {
         let listing = Listing::default();
-        let (a, b, c) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
+        let (a, b, c, d, e) = (Id([1; 32]), Id([2; 32]), Id([3; 32]), Id([4; 32]), Id([5; 32]));
         assert!(!listing.fast_miss(&a), "no listing yet: ask the bucket");
-        assert_eq!(listing.form(&a), None);
-        listing.set(Some(Index { plain: vec![short(&a), short(&c)], lz4: vec![short(&c)], due: vec![] }));
+        assert_eq!(listing.place(&a), None);
+        let own = forms(&[&a, &c, &e], &[&c]);
+        let read = forms(&[], &[&d, &e]);
+        listing.set(Some(Index { scopes: vec![own, read], due: vec![] }));
         assert!(!listing.fast_miss(&a));
+        assert!(!listing.fast_miss(&d), "in a read scope only: not a miss");
         assert!(listing.fast_miss(&b));
         assert!(listing.was_fast_missed(&b) && !listing.was_fast_missed(&a));
-        assert_eq!(listing.form(&a), Some(Some(Form::Plain)));
-        assert_eq!(listing.form(&b), Some(None));
-        assert_eq!(listing.form(&c), Some(Some(Form::Lz4)), "compressed first");
+        let place = |scope, form| Some(Some(Place { scope, form }));
+        assert_eq!(listing.place(&a), place(0, Form::Plain));
+        assert_eq!(listing.place(&b), Some(None));
+        assert_eq!(listing.place(&c), place(0, Form::Lz4), "compressed first");
+        assert_eq!(listing.place(&d), place(1, Form::Lz4));
+        assert_eq!(listing.place(&e), place(0, Form::Plain), "the own scope first, whatever the form");
         let failed = Listing::default();
         failed.set(None);
         assert!(!failed.fast_miss(&b));
@@ -283,8 +344,7 @@ mod tests {
         let (a, b, c) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
         assert!(!listing.local_hit_due(&a), "no listing yet: kept for later");
         assert!(!listing.local_hit_due(&b));
-        let index =
-            Index { plain: vec![short(&a), short(&b), short(&c)], lz4: vec![], due: vec![short(&a), short(&c)] };
+        let index = Index { scopes: vec![forms(&[&a, &b, &c], &[])], due: vec![short(&a), short(&c)] };
         assert_eq!(listing.set(Some(index)), vec![a], "the early hits that are due");
         assert!(listing.local_hit_due(&c) && !listing.local_hit_due(&b));
         let failed = Listing::default();

@@ -10,7 +10,13 @@
 //! `download::Downloads` (the pool and the downloads in flight), `upload::Uploads`,
 //! `prefetch::Prefetch` (the plan, what the session used, the manifest),
 //! `listing::Listing` (fast misses), `refresh::Refresher` and the `watch`er of a
-//! stalled store. `Remote` wires them together and is what the server sees.
+//! stalled store. [`Remote`] wires them together and is what the server sees.
+//!
+//! Scopes (`--read-prefix`): reads look in the session's own prefix, then in each read
+//! prefix in order (lookups, the listing for fast misses, the prefetch manifest); every
+//! write (uploads, refreshes, the manifest) goes to the own prefix only. A hit from a read
+//! scope is served, not copied into the own scope (it stays readable there) nor refreshed
+//! (its date is its own scope's business: the builds that write it refresh it).
 
 mod download;
 pub mod frame;
@@ -53,7 +59,10 @@ use upload::Uploads;
 #[derive(Clone)]
 pub(crate) struct Handles {
     client: Arc<Client>,
+    /// The session's own scope: the only one it writes (uploads, refreshes, manifest).
     layout: Layout,
+    /// Every scope reads look in, in order: the own one, then the `--read-prefix` ones.
+    scopes: Arc<[Layout]>,
     local: Arc<LocalTier>,
     stats: Arc<Stats>,
     health: Arc<Health>,
@@ -79,6 +88,7 @@ impl Remote {
         let handles = Handles {
             client: Arc::new(config.client(config.workers * 2 + prefetch_workers)),
             layout: Layout::new(&config.prefix),
+            scopes: std::iter::once(&config.prefix).chain(&config.read_prefixes).map(|p| Layout::new(p)).collect(),
             local,
             stats,
             health: Arc::new(Health::new(config.max_failures, config.probe_interval)),
@@ -180,7 +190,7 @@ impl RemoteTier for Remote {
         let Some(session) = self.prefetch.as_ref().map(|p| p.session()) else { return false };
         // Into the manifest unless the bucket is known not to have it. Prefetch having
         // fetched it is proof enough: the listing is a snapshot, and may predate the upload.
-        (session.fetched_unused(action) || self.listing.form(action) != Some(None)) && session.used(action, entry)
+        (session.fetched_unused(action) || self.listing.place(action) != Some(None)) && session.used(action, entry)
     }
 }
 

@@ -1,8 +1,13 @@
 //! Prefetch of the working set. At the start of a building session the manifest of its
-//! build key says what the last sessions used; everything of it missing locally is queued
-//! at background priority, so it is downloaded in parallel before go asks (a get for one
-//! of them joins its download, or finds it local). At the end, the session merges what
-//! it used into the manifest.
+//! build key says what the last session of its kind used; everything of it missing
+//! locally is queued at background priority, so it is downloaded in parallel before go
+//! asks (a get for one of them joins its download, or finds it local). At the end, what
+//! the session used replaces its kind's set in the manifest.
+//!
+//! With `--read-prefix` scopes, the manifest read is the own scope's, else the first read
+//! scope's that has one (a pull request's first session prefetches what its base branch's
+//! builds use); it is always written to the own scope, so the pull request's next session
+//! reads its own.
 
 use super::download::Downloads;
 use super::manifest::{self, Manifest};
@@ -26,7 +31,10 @@ pub(crate) struct Plan {
     /// Prefetch the working set and merge this session's into its manifest.
     pub(crate) prefetch: bool,
     /// What identifies "the same build" (see `invocation`), or the user's `--prefetch-key`.
-    pub(crate) build_key: String,
+    pub build_key: String,
+    /// The session's kind of go command within the build key's manifest
+    /// (`manifest::kind_id` of what it builds).
+    pub kind: u64,
     /// Download threads that take background work (and urgent work first).
     pub(crate) workers: usize,
     /// The most bytes prefetch may queue.
@@ -59,11 +67,20 @@ pub(crate) struct Prefetch {
     refresh_after: Option<Duration>,
     /// Bound on reading the manifest (`--timeout`).
     timeout: Duration,
-    /// The manifest as read at the start, with its object's date (its last write) when
-    /// the bucket had one (`None`: not read).
-    base: Mutex<Option<(Manifest, Option<SystemTime>)>>,
+    /// The manifest as read at the start (`None`: not read).
+    base: Mutex<Option<Base>>,
     /// Set once prefetch workers have been started.
     workers_started: AtomicBool,
+}
+
+/// The manifest a session starts from.
+struct Base {
+    manifest: Manifest,
+    /// The date of the own scope's manifest object (its last write), if it has one.
+    dated: Option<SystemTime>,
+    /// Read from the own scope (else from a read scope, or none was found): only then
+    /// does the own scope have it already.
+    own: bool,
 }
 
 #[derive(Default)]
@@ -159,41 +176,57 @@ impl Prefetch {
         &self.session
     }
 
-    fn manifest_key(&self) -> String {
-        self.handles.layout.under(&manifest::key_name(&self.plan.build_key))
+    /// The key of the build's manifest in `layout`'s scope.
+    fn manifest_key(&self, layout: &super::layout::Layout) -> String {
+        layout.under(&manifest::key_name(&self.plan.build_key))
+    }
+
+    /// The manifest to start from: the own scope's, else the first read scope's; `None`
+    /// when the own scope's cannot be read (then none is written either).
+    fn read_base(&self) -> Option<Base> {
+        let client = &self.handles.client;
+        let bounds = Bounds { max_body: MAX_MANIFEST_BYTES, ..Bounds::within(self.timeout) };
+        for (scope, layout) in self.handles.scopes.iter().enumerate() {
+            let key = self.manifest_key(layout);
+            let mut body = Vec::new();
+            match client.get_object(&key, &mut body, bounds) {
+                Ok(Some(info)) => match Manifest::parse(&body) {
+                    Ok(manifest) => {
+                        let dated = info.last_modified.filter(|_| scope == 0);
+                        return Some(Base { manifest, dated, own: scope == 0 });
+                    }
+                    Err(e) => log!(1, "ignoring the prefetch manifest {key}: {e}"),
+                },
+                Ok(None) => log!(2, "no prefetch manifest at {key}"),
+                // A read scope without s3:ListBucket answers a missing key so.
+                Err(e) if scope > 0 && e.is_access_denied() => log!(2, "no prefetch manifest at {key}: {e}"),
+                Err(e) if scope == 0 => {
+                    // Not fatal (and not counted against the bucket's health: reads will tell).
+                    log!(1, "cannot read the prefetch manifest {key}: {e}");
+                    return None;
+                }
+                Err(e) => {
+                    log!(1, "cannot read the prefetch manifest {key}: {e}");
+                    break;
+                }
+            }
+        }
+        log!(2, "no prefetch manifest for this build yet: this session writes the first");
+        Some(Base { manifest: Manifest::default(), dated: None, own: false })
     }
 
     /// Reads the manifest and queues what is missing locally.
     fn plan(&self) {
-        let Handles { client, local, stats, health, .. } = &self.handles;
+        let Handles { local, stats, health, .. } = &self.handles;
         let (plan, downloads) = (&self.plan, &self.downloads);
         let started = Instant::now();
-        let key = self.manifest_key();
-        let mut body = Vec::new();
-        let bounds = Bounds { max_body: MAX_MANIFEST_BYTES, ..Bounds::within(self.timeout) };
-        let (manifest, dated) = match client.get_object(&key, &mut body, bounds) {
-            Ok(Some(info)) => match Manifest::parse(&body) {
-                Ok(m) => (m, info.last_modified),
-                Err(e) => {
-                    log!(1, "ignoring the prefetch manifest {key}: {e}");
-                    (Manifest::default(), None)
-                }
-            },
-            Ok(None) => {
-                log!(2, "no prefetch manifest at {key} yet: this session writes the first");
-                (Manifest::default(), None)
-            }
-            Err(e) => {
-                // Not fatal (and not counted against the bucket's health: reads will tell).
-                log!(1, "cannot read the prefetch manifest {key}: {e}");
-                return;
-            }
-        };
+        let Some(base) = self.read_base() else { return };
+        let manifest = &base.manifest;
         stats::add(&stats.manifest_entries, manifest.entries.len() as u64);
         let mut wanted = Vec::new();
         let mut sent = 0;
         let mut bytes = 0u64;
-        for entry in manifest.current() {
+        for entry in manifest.for_kind(plan.kind) {
             if health.is_switched_off(Direction::Reads) {
                 break;
             }
@@ -229,12 +262,12 @@ impl Prefetch {
         let queued = wanted.len();
         log!(
             2,
-            "prefetch: {} manifest entries at {key}, {queued} objects ({}) queued in {:?}",
+            "prefetch: {} manifest entries, {queued} objects ({}) queued in {:?}",
             manifest.entries.len(),
             stats::human_bytes(bytes),
             started.elapsed()
         );
-        *lock(&self.base) = Some((manifest, dated));
+        *lock(&self.base) = Some(base);
     }
 
     /// Queues `actions` at background priority, starting the prefetch workers with the
@@ -259,20 +292,20 @@ impl Prefetch {
         if !self.plan.write || health.is_switched_off(Direction::Writes) {
             return;
         }
-        let Some((base, dated)) = lock(&self.base).take() else { return };
+        let Some(Base { manifest: base, dated, own }) = lock(&self.base).take() else { return };
         let used = std::mem::take(&mut lock(&session.used).order);
         if used.is_empty() {
             return;
         }
         let now = unix_now();
-        let merged = base.merged(&used, &lock(&session.gone), now);
+        let merged = base.merged(self.plan.kind, &used, &lock(&session.gone), now);
         // A manifest in use is rewritten once its object is as old as an output would be
         // refreshed at, so expiry by date (lifecycle rules, prune) keeps it with its outputs.
         let object_stale = super::refresh::is_due(dated, self.refresh_after, client.now());
-        if !base.needs_write(&merged, now) && !object_stale {
+        if own && !base.needs_write(&merged, now) && !object_stale {
             return;
         }
-        let key = self.manifest_key();
+        let key = self.manifest_key(&self.handles.layout);
         let bytes = merged.to_bytes();
         let sha = crate::s3::sigv4::sha256_hex(&bytes);
         match client.put_object(&key, Upload::Bytes(&bytes), &sha, &[], Bounds::within(bound)) {

@@ -8,6 +8,12 @@
 //! meanwhile, and it writes back only the metadata the object itself carried (and that
 //! passed `layout::check_metadata`): a refresh never vouches for more than the object
 //! proved. Failures only cost the refresh.
+//!
+//! Only objects of the session's own scope are refreshed. A hit from a `--read-prefix`
+//! scope is served as it is: the session may not write there (a pull request's job
+//! has read-only access to its base branch's scope), and the builds that own that scope
+//! date what they use themselves. Nor is it copied into the own scope: it stays readable
+//! where it is, and a copy would only double what the bucket stores.
 
 use super::listing::Listing;
 use super::pool::{self, Priority, Queue};
@@ -111,12 +117,13 @@ impl Refresher {
     /// Queues the refresh of an output only hit locally that the listing found due. Best
     /// effort: what is left at the end of the session is dropped, never waited for (a
     /// warm local build must not wait on the bucket), and the next session takes it up.
-    pub(crate) fn queue_listed(&self, action: Id) {
-        let Some(Some(form)) = self.listing.form(&action) else { return };
-        if self.off.load(Ordering::Relaxed) || !self.first(&action) {
+    pub fn queue_listed(&self, action: Id) {
+        let Some(Some(place)) = self.listing.place(&action) else { return };
+        // Only what the own scope has: a read scope is never written.
+        if !place.is_own() || self.off.load(Ordering::Relaxed) || !self.first(&action) {
             return;
         }
-        let key = self.handles.layout.key_in(&action, form);
+        let key = self.handles.layout.key_in(&action, place.form);
         self.queue.push(Priority::Background, Refresh { key, action, basis: Basis::Listed });
     }
 

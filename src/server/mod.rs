@@ -316,7 +316,8 @@ impl Server {
         }
         if digest != output {
             return Ok(Err(PutError::Input(format!(
-                "body of action {action} hashes to {digest}, not its OutputID {output}; not stored"
+                "body of action {action} hashes to {digest}, not its OutputID {output}; not stored (go builds it \
+                 again when it needs it; if this repeats, report it as a bug with the go version)"
             ))));
         }
         Ok(Ok(temp))

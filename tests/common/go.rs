@@ -391,12 +391,15 @@ impl Drop for Sandbox {
 }
 
 /// Reads a `--stats-file`, waiting (bounded) for it to appear: sessions that end at EOF may
-/// write it just after go has exited.
+/// write it just after go has exited. Panics when it does not decode as `StatsFile`.
 pub fn read_stats(path: &Path) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     for _ in 0..1000 {
         if let Ok(text) = fs::read_to_string(path) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Err(e) = super::stats::decode(&v) {
+                    panic!("{e}\n{}: {v}", path.display());
+                }
                 return v;
             }
         }

@@ -1,16 +1,16 @@
 //! Shared helpers for the integration tests: go sandboxes and the binary under test
-//! (`go`), real S3-compatible servers (`servers`), and a fault-injecting proxy between
-//! them (`faultproxy`, also the `faultproxy` dev binary of scripts/bench.sh).
+//! (`go`) and real S3-compatible servers (`servers`); the fault-injecting proxy between
+//! them is a crate of its own, `faultproxy` (tests/faultproxy).
 
 pub mod connect_proxy;
 pub mod cross;
-pub mod faultproxy;
 pub mod go;
 pub mod remote;
 pub mod servers;
 pub mod signin;
 pub mod sso;
 pub mod standin;
+pub mod stats;
 pub mod tls;
 
 use std::sync::Mutex;
