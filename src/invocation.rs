@@ -24,18 +24,18 @@ pub(crate) struct Invocation {
     /// Whether the subcommand's arguments include `-export` (`go list -export` builds).
     pub(crate) export: bool,
     /// The main module's path, when a `go.mod` was found.
-    pub module: Option<String>,
-    pub go_version: Option<String>,
-    pub goos: Option<String>,
-    pub goarch: Option<String>,
+    pub(crate) module: Option<String>,
+    pub(crate) go_version: Option<String>,
+    pub(crate) goos: Option<String>,
+    pub(crate) goarch: Option<String>,
     /// The target's level (`GOAMD64`, `GOARM`, ... of `GOARCH`).
-    pub arch_level: Option<String>,
-    pub cgo: bool,
+    pub(crate) arch_level: Option<String>,
+    pub(crate) cgo: bool,
     /// The flags and settings that change nearly every action ID.
-    pub config: BuildConfig,
+    pub(crate) config: BuildConfig,
     /// What the command builds: its subcommand, its directory within the module and its
     /// packages (the manifest keeps each kind's working set apart).
-    pub kind: String,
+    pub(crate) kind: String,
 }
 
 impl Invocation {

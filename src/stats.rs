@@ -10,14 +10,14 @@ macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
         /// Session counters; all monotonic, updated lock-free from any thread.
         #[derive(Debug)]
-        pub(crate) struct Stats {
+        pub struct Stats {
             started: Instant,
             $( $(#[$doc])* pub $name: AtomicU64, )*
         }
 
         impl Stats {
             /// All counters at zero, the clock started now.
-            pub(crate) fn new() -> Self {
+            pub fn new() -> Self {
                 Stats { started: Instant::now(), $( $name: AtomicU64::new(0), )* }
             }
 
@@ -134,7 +134,7 @@ pub(crate) fn inc(counter: &AtomicU64) {
 
 impl Stats {
     /// The snapshot as one JSON object.
-    pub(crate) fn to_json(&self) -> String {
+    pub fn to_json(&self) -> String {
         let fields: Vec<String> = self.snapshot().iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!("{{{}}}\n", fields.join(","))
     }

@@ -23,11 +23,11 @@ impl Raw {
     }
 
     /// Every value given for `name` (a repeatable option), in order.
-    pub fn values_of(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn values_of(&self, name: &str) -> Vec<&str> {
         self.values.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.as_str()).collect()
     }
 
-    pub fn has(&self, switch: &str) -> bool {
+    pub(crate) fn has(&self, switch: &str) -> bool {
         self.switches.contains(&switch)
     }
 }

@@ -17,16 +17,16 @@ use std::time::Duration;
 /// Everything about the bucket.
 #[derive(Debug, Clone)]
 pub struct RemoteConfig {
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// Key prefix without a trailing slash (may be empty): the session's own scope,
     /// the only one it writes.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// Prefixes reads fall back to after `prefix`, in order (`--read-prefix`); never
     /// written. Without slashes at either end, none equal to `prefix`, each once.
-    pub read_prefixes: Vec<String>,
-    pub region: String,
-    pub endpoint: Endpoint,
-    pub addressing: Addressing,
+    pub(crate) read_prefixes: Vec<String>,
+    pub(crate) region: String,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) addressing: Addressing,
     /// The shared files' profile (`--profile`, `AWS_PROFILE`), for the credential chain.
     pub(crate) profile: Option<String>,
     /// Unsigned requests (`--no-sign-request`): a public-read bucket.

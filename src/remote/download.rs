@@ -332,14 +332,14 @@ pub(super) struct Downloaded {
 
 /// What a download needs.
 pub(super) struct Downloader<'a> {
-    pub client: &'a Client,
+    pub(crate) client: &'a Client,
     /// The scopes `Place`s name: the own one first.
-    pub scopes: &'a [Layout],
-    pub local: &'a LocalTier,
-    pub stats: &'a Stats,
-    pub health: &'a Health,
-    pub liveness: &'a Liveness,
-    pub temp: &'a TempBudget,
+    pub(crate) scopes: &'a [Layout],
+    pub(crate) local: &'a LocalTier,
+    pub(crate) stats: &'a Stats,
+    pub(crate) health: &'a Health,
+    pub(crate) liveness: &'a Liveness,
+    pub(crate) temp: &'a TempBudget,
     /// Hits on objects dated longer ago are handed back for a refresh.
     pub(crate) refresh_after: Option<Duration>,
 }

@@ -91,7 +91,7 @@ impl Health {
 
     /// Whether `direction` is switched off. While it is, once per probe interval one
     /// caller is told "on": its request is the probe (for reads, the watcher's).
-    pub fn is_off(&self, direction: Direction) -> bool {
+    pub(crate) fn is_off(&self, direction: Direction) -> bool {
         self.is_off_at(direction, Instant::now())
     }
 
@@ -133,7 +133,7 @@ impl Health {
     }
 
     /// Records a failed request of `direction`.
-    pub fn failure(&self, direction: Direction, error: &S3Error, stats: &Stats) {
+    pub(crate) fn failure(&self, direction: Direction, error: &S3Error, stats: &Stats) {
         self.failure_at(direction, error, stats, Instant::now());
     }
 
@@ -193,7 +193,7 @@ impl Health {
 
     /// The store answered none of the requests of `direction` in flight for `quiet`:
     /// switches that side off at once, to be probed after `probe_after` (then doubling).
-    pub fn stalled(&self, direction: Direction, quiet: Duration, probe_after: Duration, stats: &Stats) {
+    pub(crate) fn stalled(&self, direction: Direction, quiet: Duration, probe_after: Duration, stats: &Stats) {
         self.stalled_at(direction, quiet, probe_after, stats, Instant::now());
     }
 

@@ -48,14 +48,14 @@ impl Form {
 /// Where the bucket has an output: the scope (the index of its prefix among the session's,
 /// 0 its own, then `--read-prefix` ones in order) and the form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Place {
-    pub scope: usize,
-    pub form: Form,
+pub(crate) struct Place {
+    pub(crate) scope: usize,
+    pub(crate) form: Form,
 }
 
 impl Place {
     /// Whether the output is in the session's own scope (the one it writes).
-    pub fn is_own(&self) -> bool {
+    pub(crate) fn is_own(&self) -> bool {
         self.scope == 0
     }
 }

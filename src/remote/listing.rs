@@ -106,7 +106,7 @@ impl Listing {
     /// In which scope (the first) and form (the compressed one when it had both) the
     /// bucket had `action` when it was listed: `None` when there is no complete listing,
     /// `Some(None)` when no scope had it.
-    pub fn place(&self, action: &Id) -> Option<Option<Place>> {
+    pub(crate) fn place(&self, action: &Id) -> Option<Option<Place>> {
         let index = self.index.get()?.as_ref()?;
         Some(index.place(action))
     }

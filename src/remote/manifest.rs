@@ -18,7 +18,7 @@
 //! ID, so a stale, foreign or damaged manifest costs bandwidth, never correctness.
 //!
 //! Format (little endian): the magic line `gocacheprog-s3 manifest v2\n`; a `u32` kind
-//! count (at most [`MAX_KINDS`]), then per kind its ID (`u64`) and the last time a session
+//! count (at most `MAX_KINDS`), then per kind its ID (`u64`) and the last time a session
 //! of it ended (`u64` unix seconds), most recent first; a `u32` entry count, then per entry
 //! the action ID (32 bytes), the output ID (32), the size (`u64`) and the kinds that used
 //! it (a `u32` bit set, bit `i` for the `i`th kind). Entries are in the order the most
@@ -32,27 +32,27 @@ const KIND_LEN: usize = 8 + 8;
 const ENTRY_LEN: usize = 32 + 32 + 8 + 4;
 
 /// At most this many entries are kept (3.8 MB): a module's build uses a few thousand.
-pub const MAX_ENTRIES: usize = 50_000;
+pub(crate) const MAX_ENTRIES: usize = 50_000;
 
 /// At most this many kinds are kept (the bits of an entry's set); the least recently
 /// used goes first.
-pub const MAX_KINDS: usize = 32;
+pub(crate) const MAX_KINDS: usize = 32;
 
 /// Kinds without a session for this long before the most recent session are dropped.
-pub const KEEP_SECS: u64 = 7 * 86_400;
+pub(crate) const KEEP_SECS: u64 = 7 * 86_400;
 
 /// A kind's set is prefetched only when its last session ended within this long of the
 /// most recent session of any kind: an older one belongs to code that has changed since.
-pub const PREFETCH_WINDOW_SECS: u64 = 86_400;
+pub(crate) const PREFETCH_WINDOW_SECS: u64 = 86_400;
 
 /// A manifest is rewritten when a kind's set changed, or its newest session is older
 /// than this.
-pub const REFRESH_SECS: u64 = 3600;
+pub(crate) const REFRESH_SECS: u64 = 3600;
 
 /// One kind of go command, and when its last session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kind {
-    /// The first 8 bytes of the SHA-256 of the kind's description ([`kind_id`]).
+    /// The first 8 bytes of the SHA-256 of the kind's description (`kind_id`).
     pub id: u64,
     /// Unix seconds.
     pub used: u64,
@@ -76,11 +76,13 @@ pub struct ManifestEntry {
 pub struct Manifest {
     /// Most recent first.
     pub kinds: Vec<Kind>,
+    /// The outputs of every kept kind's set, each once, in the order the most recent
+    /// sessions first used them: a prefetch follows it.
     pub entries: Vec<ManifestEntry>,
 }
 
 /// The ID of a kind of go command from its description.
-pub fn kind_id(description: &str) -> u64 {
+pub(crate) fn kind_id(description: &str) -> u64 {
     let hash = crate::s3::sigv4::sha256_hex(description.as_bytes());
     u64::from_str_radix(&hash[..16], 16).unwrap_or(0)
 }
@@ -146,7 +148,7 @@ impl Manifest {
     }
 
     /// The end of the most recent session of any kind.
-    pub fn newest(&self) -> u64 {
+    pub(crate) fn newest(&self) -> u64 {
         self.kinds.iter().map(|k| k.used).max().unwrap_or(0)
     }
 
@@ -154,7 +156,7 @@ impl Manifest {
     /// kind's set, when its last session ended within [`PREFETCH_WINDOW_SECS`] of the
     /// newest; for a kind the manifest does not know (or only an older set of), the set
     /// of the most recent kind, as the best guess of what a build of this key uses.
-    pub fn for_kind(&self, kind: u64) -> impl Iterator<Item = &ManifestEntry> {
+    pub(crate) fn for_kind(&self, kind: u64) -> impl Iterator<Item = &ManifestEntry> {
         let since = self.newest().saturating_sub(PREFETCH_WINDOW_SECS);
         let own = self.kinds.iter().position(|k| k.id == kind && k.used >= since);
         // Kinds are kept most recent first: the first is the most recent.
@@ -175,7 +177,7 @@ impl Manifest {
     /// first-use order, in front), ended `now`: without `gone` (actions the bucket did not
     /// have), without kinds past [`KEEP_SECS`] or beyond [`MAX_KINDS`], without entries no
     /// kind uses any more, at most [`MAX_ENTRIES`].
-    pub fn merged(&self, kind: u64, session: &[(Id, Id, u64)], gone: &HashSet<Id>, now: u64) -> Manifest {
+    pub(crate) fn merged(&self, kind: u64, session: &[(Id, Id, u64)], gone: &HashSet<Id>, now: u64) -> Manifest {
         // The session's kind first, then the others still kept, most recent first.
         let keep_since = now.saturating_sub(KEEP_SECS);
         let mut others: Vec<(usize, Kind)> =
@@ -207,7 +209,7 @@ impl Manifest {
 
     /// Whether `merged` (from this manifest) is worth writing at `now`: a kind's set
     /// changed, or this one has not been refreshed for [`REFRESH_SECS`].
-    pub fn needs_write(&self, merged: &Manifest, now: u64) -> bool {
+    pub(crate) fn needs_write(&self, merged: &Manifest, now: u64) -> bool {
         self.sets() != merged.sets() || now.saturating_sub(self.newest()) >= REFRESH_SECS
     }
 

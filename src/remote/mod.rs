@@ -10,7 +10,7 @@
 //! `download::Downloads` (the pool and the downloads in flight), `upload::Uploads`,
 //! `prefetch::Prefetch` (the plan, what the session used, the manifest),
 //! `listing::Listing` (fast misses), `refresh::Refresher` and the `watch`er of a
-//! stalled store. [`Remote`] wires them together and is what the server sees.
+//! stalled store. `Remote` wires them together and is what the server sees.
 //!
 //! Scopes (`--read-prefix`): reads look in the session's own prefix, then in each read
 //! prefix in order (lookups, the listing for fast misses, the prefetch manifest); every

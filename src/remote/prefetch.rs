@@ -31,10 +31,10 @@ pub(crate) struct Plan {
     /// Prefetch the working set and merge this session's into its manifest.
     pub(crate) prefetch: bool,
     /// What identifies "the same build" (see `invocation`), or the user's `--prefetch-key`.
-    pub build_key: String,
+    pub(crate) build_key: String,
     /// The session's kind of go command within the build key's manifest
     /// (`manifest::kind_id` of what it builds).
-    pub kind: u64,
+    pub(crate) kind: u64,
     /// Download threads that take background work (and urgent work first).
     pub(crate) workers: usize,
     /// The most bytes prefetch may queue.

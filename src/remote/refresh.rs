@@ -117,7 +117,7 @@ impl Refresher {
     /// Queues the refresh of an output only hit locally that the listing found due. Best
     /// effort: what is left at the end of the session is dropped, never waited for (a
     /// warm local build must not wait on the bucket), and the next session takes it up.
-    pub fn queue_listed(&self, action: Id) {
+    pub(crate) fn queue_listed(&self, action: Id) {
         let Some(Some(place)) = self.listing.place(&action) else { return };
         // Only what the own scope has: a read scope is never written.
         if !place.is_own() || self.off.load(Ordering::Relaxed) || !self.first(&action) {

@@ -278,7 +278,7 @@ impl Client {
     }
 
     /// The region a wrong-region answer taught this client, if one did.
-    pub(crate) fn learned_region(&self) -> Option<String> {
+    pub fn learned_region(&self) -> Option<String> {
         self.learned_region.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(_, r)| r.clone())
     }
 

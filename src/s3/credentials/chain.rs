@@ -44,7 +44,7 @@ pub(crate) enum Source {
 /// What the chain found, and what it looked at without finding anything (for the message
 /// when it finds nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub(crate) source: Option<Source>,
     pub(crate) tried: Vec<String>,
 }
@@ -97,7 +97,7 @@ impl Source {
 }
 
 /// Resolves the chain in `ctx`.
-pub fn resolve(ctx: &Context) -> Result<Resolved, String> {
+pub(crate) fn resolve(ctx: &Context) -> Result<Resolved, String> {
     let mut tried = Vec::new();
     for (prefix, origin) in [("GOCACHEPROG_S3_", "GOCACHEPROG_S3_ACCESS_KEY_ID"), ("AWS_", "AWS_ACCESS_KEY_ID")] {
         if let Some(credentials) = keys_from_env(ctx, prefix)? {

@@ -65,7 +65,7 @@ pub(crate) type WriteFile = dyn Fn(&Path, &[u8]) -> std::io::Result<()> + Send +
 /// What the providers may look at: the environment, files, the network, processes, and
 /// the clock. All injected, so the recorded exchanges replay in tests.
 #[derive(Clone)]
-pub struct Context {
+pub(crate) struct Context {
     pub(crate) env: Arc<HashMap<String, String>>,
     /// Reads a file (`/` is the real root in production, a fixture directory in tests).
     pub(crate) read_file: Arc<ReadFile>,
