@@ -106,9 +106,33 @@ impl Invocation {
 /// The command line of the process that started us (Linux).
 #[cfg(target_os = "linux")]
 fn parent_command_line() -> Option<Vec<String>> {
-    let parent = std::os::unix::process::parent_id();
-    let raw = std::fs::read(format!("/proc/{parent}/cmdline")).ok()?;
+    // The nearest go among our ancestors: a wrapper between go and the program (a shell
+    // script that execs `time`, `env`, a CI's own launcher) is common, and its command
+    // line says nothing of the build. A few levels at most: go starts us directly.
+    let mut pid = std::os::unix::process::parent_id();
+    for _ in 0..4 {
+        let args = command_line(pid)?;
+        if go_command(&args).is_some() {
+            return Some(args);
+        }
+        pid = parent_of(pid).filter(|&p| p > 1)?;
+    }
+    None
+}
+
+/// A process's command line, from `/proc/<pid>/cmdline`.
+#[cfg(target_os = "linux")]
+fn command_line(pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     Some(raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+}
+
+/// A process's parent, from `/proc/<pid>/stat` (`pid (comm) state ppid ...`; the name
+/// may hold spaces and parentheses, so the fields are counted after the last `)`).
+#[cfg(target_os = "linux")]
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Elsewhere there is no `/proc`: unknown (reading another process's command line would
@@ -197,6 +221,14 @@ mod tests {
 
     fn args(line: &str) -> Vec<String> {
         line.split(' ').map(str::to_string).collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_parent_is_read_from_proc() {
+        assert_eq!(parent_of(std::process::id()), Some(std::os::unix::process::parent_id()));
+        let own = command_line(std::process::id()).unwrap();
+        assert!(own[0].contains("gocacheprog_s3") || own[0].contains("deps"), "{own:?}");
     }
 
     #[test]
