@@ -27,7 +27,7 @@
 # Then a mixed-jobs sequence on the last release at the first latency, CGO_ENABLED=1 (-race
 # needs it), one fresh runner per job on one prefix: build, build again, `go test -race`,
 # `go test -cover`, build and test with -tags, build, -race again. Shows what one kind of
-# job costs the next (one manifest serves every job kind of a module today).
+# job costs the next (each build configuration has a manifest of its own).
 #
 # Last, where a second runner's time goes: on the last release at the first latency,
 # repeated, plain go warm against the second runner, its tier again with and without the

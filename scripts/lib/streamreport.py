@@ -485,9 +485,10 @@ def main():
         say(f"### Mixed jobs on one release ({mixed[0]['version']}, bucket at {mixed[0]['net']} ms, CGO_ENABLED=1)")
         say("")
         say(
-            "One fresh runner per job, in this order, on one bucket prefix that starts empty. Every job kind "
-            "shares one build key today (module, go version, target, cgo), so each job prefetches what the "
-            "earlier jobs of every kind used."
+            "One fresh runner per job, in this order, on one bucket prefix that starts empty. The build key "
+            "holds the build configuration (-race, -cover, -tags, ...), so each configuration has a manifest "
+            "of its own, and within it each go command (build, test) its own working set: what one kind of "
+            "job costs the next shows here."
         )
         say("")
         say(
