@@ -77,6 +77,7 @@ fn a_passing_check_reports_everything_and_leaves_nothing_behind() {
         .unwrap_or_else(|e| panic!("check --json does not decode as CheckReport: {e}\n{}", run.stdout));
     assert!(report.ok, "{report:?}");
     assert_eq!((report.bucket.as_str(), report.prefix.as_str()), (server.bucket.as_str(), "team/cache"));
+    assert!(report.read_prefixes.is_empty(), "no --read-prefix given: {:?}", report.read_prefixes);
     assert!(report.endpoint.starts_with("http://127.0.0.1:"), "{report:?}");
     assert!(report.probe_key.starts_with("team/cache/_check/"), "{report:?}");
     let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
@@ -188,6 +189,7 @@ struct CheckReport {
     bucket: String,
     endpoint: String,
     prefix: String,
+    read_prefixes: Vec<String>,
     probe_key: String,
     settings: Vec<CheckSetting>,
     credentials: CheckCredentials,
