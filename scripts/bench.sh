@@ -40,45 +40,10 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/benchrun.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/benchrun.sh"
 
-usage() {
-	sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-	echo "(see the header of ${BASH_SOURCE[0]} for the BENCH_* variables)"
-}
-
-COMMAND_LINE="scripts/bench.sh${*:+ $*}"
 QUICK=${BENCH_QUICK:-0}
-OUT_FILE=
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--quick) QUICK=1 ;;
-	--out)
-		[ $# -ge 2 ] || {
-			usage >&2
-			exit 2
-		}
-		OUT_FILE=$2
-		shift
-		;;
-	--out=*) OUT_FILE=${1#--out=} ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*)
-		usage >&2
-		exit 2
-		;;
-	esac
-	shift
-done
-if [ -n "$OUT_FILE" ]; then
-	mkdir -p "$(dirname "$OUT_FILE")"
-	OUT_FILE="$(cd "$(dirname "$OUT_FILE")" && pwd)/$(basename "$OUT_FILE")"
-fi
-for v in BENCH_REPS BENCH_LATENCIES BENCH_BANDWIDTH_MB BENCH_STD_TARGET BENCH_MODULE \
-	BENCH_MODULE_PKGS BENCH_STARTUP_N BENCH_MUSL CACHEPROG_BIN FAULTPROXY_BIN; do
-	[ -z "${!v:-}" ] || COMMAND_LINE="$v=${!v} $COMMAND_LINE"
-done
+bench_options bench.sh "$@"
+bench_record_vars BENCH_REPS BENCH_LATENCIES BENCH_BANDWIDTH_MB BENCH_STD_TARGET BENCH_MODULE \
+	BENCH_MODULE_PKGS BENCH_STARTUP_N BENCH_MUSL CACHEPROG_BIN FAULTPROXY_BIN
 
 common_init bench
 

@@ -108,3 +108,55 @@ binary_commit() {
 	[ -z "$(git -C "$REPO_ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] || c="$c+dirty"
 	printf '%s' "$c"
 }
+
+# bench_usage: the running benchmark script's usage (its header's lines 2-6).
+bench_usage() {
+	local script=${BASH_SOURCE[-1]}
+	sed -n '2,6p' "$script" | sed 's/^# \{0,1\}//'
+	echo "(see the header of $script for the BENCH_* variables)"
+}
+
+# bench_options SCRIPT ARGS...: the benchmarks' shared command line: --quick (QUICK=1; the
+# caller sets its default), --out FILE (OUT_FILE, made absolute), -h; COMMAND_LINE records
+# the run for the report.
+# shellcheck disable=SC2034 # QUICK and OUT_FILE are read by the calling script
+bench_options() {
+	COMMAND_LINE="scripts/$1${2:+ ${*:2}}"
+	shift
+	OUT_FILE=
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--quick) QUICK=1 ;;
+		--out)
+			[ $# -ge 2 ] || {
+				bench_usage >&2
+				exit 2
+			}
+			OUT_FILE=$2
+			shift
+			;;
+		--out=*) OUT_FILE=${1#--out=} ;;
+		-h | --help)
+			bench_usage
+			exit 0
+			;;
+		*)
+			bench_usage >&2
+			exit 2
+			;;
+		esac
+		shift
+	done
+	if [ -n "$OUT_FILE" ]; then
+		mkdir -p "$(dirname "$OUT_FILE")"
+		OUT_FILE="$(cd "$(dirname "$OUT_FILE")" && pwd)/$(basename "$OUT_FILE")"
+	fi
+}
+
+# bench_record_vars VAR...: each of these variables that is set, in front of COMMAND_LINE.
+bench_record_vars() {
+	local v
+	for v in "$@"; do
+		[ -z "${!v:-}" ] || COMMAND_LINE="$v=${!v} $COMMAND_LINE"
+	done
+}
